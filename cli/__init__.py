@@ -1,0 +1,1 @@
+"""The ``effx`` command-line interface (Click), a thin layer over the library."""

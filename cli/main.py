@@ -1,0 +1,64 @@
+"""``effx`` - thin Click CLI. Heavy imports (torch) stay inside command bodies so --help is instant.
+
+Every known user mistake (:class:`effx.errors.EffxError`) becomes ``Error: <one line>`` and exit 1.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+
+class EffxGroup(click.Group):
+    """Turns EffxError into a one-line ClickException, wherever it is raised."""
+
+    def invoke(self, ctx: click.Context):
+        from effx.errors import EffxError
+
+        try:
+            return super().invoke(ctx)
+        except EffxError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=EffxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="effx")
+def cli() -> None:
+    """effx: cost-efficient transformer text classifiers with pluggable attention."""
+
+
+@cli.command("plugins")
+@click.option("--kind", type=click.Choice(["attention", "positional", "head", "metric"]), default=None,
+              help="Only list components of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_cmd(kind: str | None, as_json: bool) -> None:
+    """List every discovered component with its distribution, version and config fields."""
+    from .plugins_view import describe
+
+    click.echo(describe(kind, as_json))
+
+
+def _register_optional() -> None:
+    """Attach command modules that exist (each lives in its own file under cli/)."""
+    import importlib
+
+    for mod in ("commands_experiment", "commands_eval", "commands_bench"):
+        try:
+            m = importlib.import_module(f"effx_cli.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"effx_cli.{mod}":
+                raise
+            continue
+        m.register(cli)
+
+
+_register_optional()
+
+
+def main() -> None:  # pragma: no cover
+    cli(prog_name="effx")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Base classes every component derives from, and the capability vocabulary.
+
+A component class carries three class attributes:
+
+* ``name`` - the string users write in YAML (``model.attention.type: sdpa``);
+* ``Config`` - a frozen attrs class with every tunable field, typed and defaulted;
+* for attention, ``capabilities`` - what it supports, checked when the model is built.
+
+Components receive only their own ``Config`` instance plus a small frozen context with the
+structural sizes they need (never the whole experiment config).
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+
+@attrs.frozen
+class EmptyConfig:
+    """Config for a component with no tunable fields."""
+
+
+class PositionMode(str, enum.Enum):
+    """The ways a positional encoding can act on the model."""
+
+    ADDITIVE = "additive"  # vector added to the token embedding (sin, learned)
+    ROTARY = "rotary"  # rotation of q and k before attention (RoPE); applied by the core
+    RELATIVE_BIAS = "relative_bias"  # per-head additive score bias b_h(i - j) (T5-style)
+
+
+@attrs.frozen
+class AttentionCapabilities:
+    """What an attention mechanism honours. Unsupported combinations fail at build time."""
+
+    key_padding_mask: bool = True
+    attn_mask: bool = True
+    positional: frozenset = frozenset(PositionMode)
+
+
+@attrs.frozen
+class AttentionContext:
+    """Structural facts an attention needs; not user-tunable through its own Config."""
+
+    n_heads: int
+    head_dim: int
+    max_seq_len: int
+    dropout: float = 0.0
+    seed: int = 0
+    layer_index: int = 0
+
+
+@attrs.frozen
+class PositionalContext:
+    d_model: int
+    n_heads: int
+    head_dim: int
+    max_seq_len: int
+
+
+@attrs.frozen
+class HeadContext:
+    d_model: int
+    vocab_size: int
+    layer_norm_eps: float = 1e-12
+
+
+class RelativeBias:
+    """A relative-position bias handed to attention as a function of distance, not an N x N matrix.
+
+    ``table`` is ``[H, 2N-1]``: the bias added to the score of query ``i`` and key ``j`` in head
+    ``h`` is ``table[h, (i - j) + N - 1]``. Sub-quadratic attentions gather only the pairs they
+    compare (:meth:`gather`); exact attention may materialise :meth:`dense`.
+    """
+
+    def __init__(self, table: torch.Tensor, n: int) -> None:
+        assert table.shape[-1] == 2 * n - 1, (table.shape, n)
+        self.table = table  # (H, 2N-1)
+        self.n = n
+
+    @property
+    def n_heads(self) -> int:
+        return self.table.shape[0]
+
+    def offsets(self) -> torch.Tensor:
+        """Relative distances -(N-1) .. N-1 matching the table's last axis."""
+        return torch.arange(-(self.n - 1), self.n, device=self.table.device)
+
+    def dense(self) -> torch.Tensor:
+        """Materialise the ``[H, N, N]`` bias (quadratic: exact attention only)."""
+        i = torch.arange(self.n, device=self.table.device)
+        idx = i[:, None] - i[None, :] + self.n - 1  # (N, N)
+        return self.table[:, idx]  # (H, N, N)
+
+    def gather(self, qpos: torch.Tensor, kpos: torch.Tensor) -> torch.Tensor:
+        """Bias for position pairs. ``qpos``/``kpos`` broadcast to ``[B, H, *S]``; returns that shape."""
+        offset = qpos - kpos + self.n - 1  # (B, H, *S)
+        b, h = offset.shape[:2]
+        flat = offset.reshape(b, h, -1).clamp_(0, 2 * self.n - 2)  # (B, H, M)
+        table = self.table.unsqueeze(0).expand(b, -1, -1)  # (B, H, 2N-1)
+        return torch.gather(table, 2, flat).reshape(offset.shape)
+
+
+class Attention(nn.Module):
+    """Base class of attention plugins.
+
+    The core owns the Q/K/V/output projections and the head split. ``forward`` receives
+    ``q, k, v`` as ``[B, H, N, Dh]`` (RoPE already applied when configured) and returns
+    ``[B, H, N, Dh]``. Masks follow :mod:`effx.masks` (boolean, ``True`` = may attend).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = EmptyConfig
+    capabilities: ClassVar[AttentionCapabilities] = AttentionCapabilities()
+    exact: ClassVar[bool] = False  # True if output equals softmax attention up to rounding
+
+    def __init__(self, config: Any, ctx: AttentionContext) -> None:
+        super().__init__()
+        self.config = config
+        self.ctx = ctx
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        key_padding_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        rel_bias: RelativeBias | None = None,
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class PositionalEncoding(nn.Module):
+    """Base class of positional-encoding plugins; implement the method matching ``mode``.
+
+    * ``ADDITIVE``: :meth:`embed` returns ``[N, D]`` added to token embeddings.
+    * ``ROTARY``: :meth:`rotate` rotates ``[B, H, N, Dh]`` q or k by position.
+    * ``RELATIVE_BIAS``: :meth:`relative_bias` returns a :class:`RelativeBias` for length N.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = EmptyConfig
+    mode: ClassVar[PositionMode]
+
+    def __init__(self, config: Any, ctx: PositionalContext) -> None:
+        super().__init__()
+        self.config = config
+        self.ctx = ctx
+
+    def embed(self, n: int, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} is not an additive encoding")
+
+    def rotate(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} is not a rotary encoding")
+
+    def relative_bias(self, n: int) -> RelativeBias:
+        raise NotImplementedError(f"{self.name} is not a relative-bias encoding")
+
+
+class Head(nn.Module):
+    """Base class of heads. ``forward(hidden [B, N, D], attention_mask [B, N] bool) -> logits``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = EmptyConfig
+    task: ClassVar[str]  # "classification" or "mlm"
+
+    def __init__(self, config: Any, ctx: HeadContext) -> None:
+        super().__init__()
+        self.config = config
+        self.ctx = ctx
+
+    def tie_weights(self, embedding: nn.Embedding) -> None:
+        """Heads that decode to the vocabulary tie their decoder to the token embedding."""
+
+
+class Metric:
+    """Base class of metrics. Called on numpy arrays so non-neural baselines are scored alike.
+
+    ``__call__(y_true [n] int, y_prob [n, C] float) -> float``.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = EmptyConfig
+    higher_is_better: ClassVar[bool] = True
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def __call__(self, y_true: np.ndarray, y_prob: np.ndarray) -> float:
+        raise NotImplementedError
+
+
+KINDS: dict[str, type] = {
+    "attention": Attention,
+    "positional": PositionalEncoding,
+    "head": Head,
+    "metric": Metric,
+}

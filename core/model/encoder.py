@@ -1,0 +1,119 @@
+"""BERT/RoBERTa-style encoder from scratch (no nn.TransformerEncoder / nn.MultiheadAttention).
+
+The core owns the Q/K/V/output projections and the head split; the attention plugin only maps
+``q, k, v [B, H, N, Dh] -> [B, H, N, Dh]``, so changing ``model.attention.type`` never touches
+this file.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..components import Attention, PositionalEncoding, PositionMode, RelativeBias
+from ..errors import SequenceTooLongError
+from ..masks import as_bool
+
+
+class MultiHeadAttention(nn.Module):
+    """Projections + head split around a pluggable :class:`effx.Attention`."""
+
+    def __init__(self, d_model: int, n_heads: int, attention: Attention) -> None:
+        super().__init__()
+        assert d_model % n_heads == 0, "d_model must be divisible by n_heads"
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.attention = attention
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        rel_bias: RelativeBias | None = None,
+        rotary: PositionalEncoding | None = None,
+    ) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.n_heads, self.head_dim)  # (B, N, 3, H, Dh)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, Dh)
+        if rotary is not None:
+            q, k = rotary.rotate(q), rotary.rotate(k)
+        o = self.attention(q, k, v, key_padding_mask=key_padding_mask, attn_mask=attn_mask, rel_bias=rel_bias)
+        o = o.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
+        return self.out(o)
+
+
+class Block(nn.Module):
+    """Attention + MLP with residuals, LayerNorm (pre-LN default, post-LN option) and dropout."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, attention: Attention, *, dropout: float = 0.1,
+                 activation: str = "gelu", norm: str = "pre", eps: float = 1e-5) -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(d_model, n_heads, attention)
+        self.ln1, self.ln2 = nn.LayerNorm(d_model, eps=eps), nn.LayerNorm(d_model, eps=eps)
+        self.fc1, self.fc2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        self.act = F.gelu if activation == "gelu" else F.relu
+        self.drop = nn.Dropout(dropout)
+        self.pre_norm = norm == "pre"
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(self.act(self.fc1(x))))
+
+    def forward(self, x, key_padding_mask=None, attn_mask=None, rel_bias=None, rotary=None) -> torch.Tensor:
+        if self.pre_norm:
+            x = x + self.drop(self.attn(self.ln1(x), key_padding_mask, attn_mask, rel_bias, rotary))
+            return x + self.drop(self.mlp(self.ln2(x)))
+        x = self.ln1(x + self.drop(self.attn(x, key_padding_mask, attn_mask, rel_bias, rotary)))
+        return self.ln2(x + self.drop(self.mlp(x)))
+
+
+class Encoder(nn.Module):
+    """Token embedding -> positional plugin -> N blocks -> (final LayerNorm for pre-LN)."""
+
+    def __init__(self, cfg, attentions: list[Attention], positional: PositionalEncoding) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.max_seq_len = cfg.max_seq_len
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.positional = positional
+        self.emb_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            Block(cfg.d_model, cfg.n_heads, cfg.d_ff, att, dropout=cfg.dropout, activation=cfg.activation,
+                  norm=cfg.norm, eps=cfg.layer_norm_eps)
+            for att in attentions
+        )
+        self.final_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
+        self.gradient_checkpointing = cfg.gradient_checkpointing
+
+    def check_length(self, n: int) -> None:
+        if n > self.max_seq_len:
+            raise SequenceTooLongError(
+                f"input length {n} exceeds model.max_seq_len={self.max_seq_len}; truncate the input "
+                f"(data.max_length) or raise model.max_seq_len in the config"
+            )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``input_ids [B, N]``, ``attention_mask [B, N]`` (True/1 = token) -> hidden ``[B, N, D]``."""
+        n = input_ids.shape[1]
+        self.check_length(n)
+        kpm = as_bool(attention_mask, "attention_mask")
+        if kpm is not None and bool(kpm.all()):
+            kpm = None  # no padding in this batch: let kernels take their unmasked fast path
+        attn_mask = as_bool(attn_mask, "attn_mask")
+        x = self.tok(input_ids)  # (B, N, D)
+        mode = self.positional.mode
+        if mode is PositionMode.ADDITIVE:
+            x = x + self.positional.embed(n, x.device).to(x.dtype)  # (N, D) broadcast
+        rel = self.positional.relative_bias(n) if mode is PositionMode.RELATIVE_BIAS else None
+        rot = self.positional if mode is PositionMode.ROTARY else None
+        x = self.drop(self.emb_ln(x))
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, kpm, attn_mask, rel, rot, use_reentrant=False)
+            else:
+                x = block(x, kpm, attn_mask, rel, rot)
+        return self.final_ln(x)

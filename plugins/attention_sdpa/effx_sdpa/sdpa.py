@@ -1,0 +1,73 @@
+"""Exact scaled-dot-product attention (Vaswani et al., 2017), O(N^2) time and memory.
+
+Two code paths, chosen by ``impl``:
+
+* ``explicit`` - from scratch: ``softmax(Q K^T / sqrt(Dh) + bias, masked) V`` with a max-subtracted
+  softmax and dropout on the probabilities. Materialises the ``[B, H, N, N]`` score matrix.
+* ``fused`` - ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
+  kernels where the backend has them).
+
+Both give the zero vector for a query whose keys are all masked (see :mod:`effx.masks`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+import effx
+from effx.masks import combine, fully_masked_rows
+
+
+@attrs.frozen
+class SDPAConfig:
+    impl: Literal["fused", "explicit"] = "fused"
+
+
+def _mask_and_dead(kpm, attn_mask, b, h, n):
+    """Merged bool mask ``[B|1, H|1, N, N]`` with fully-masked rows opened up, and those rows."""
+    mask = combine(kpm, attn_mask, b, h, n)
+    if mask is None:
+        return None, None
+    dead = fully_masked_rows(mask)  # (B|1, H|1, N|1, 1)
+    return mask | dead, dead  # opened rows keep gradients finite; their output is zeroed below
+
+
+def explicit_attention(q, k, v, mask, bias, dropout_p: float, training: bool) -> torch.Tensor:
+    """``q, k, v [B, H, N, Dh]`` -> ``[B, H, N, Dh]``; mask bool (True = attend), bias additive."""
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, N, N)
+    if bias is not None:
+        scores = scores + bias
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    scores = scores - scores.amax(dim=-1, keepdim=True)  # stable softmax
+    probs = scores.exp()
+    probs = probs / probs.sum(dim=-1, keepdim=True)  # (B, H, N, N)
+    if dropout_p > 0 and training:
+        probs = F.dropout(probs, dropout_p)
+    return probs @ v  # (B, H, N, Dh)
+
+
+class SDPAttention(effx.Attention):
+    name = "sdpa"
+    Config = SDPAConfig
+    capabilities = effx.AttentionCapabilities()
+    exact = True
+
+    def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
+        b, h, n, _ = q.shape
+        mask, dead = _mask_and_dead(key_padding_mask, attn_mask, b, h, n)
+        bias = rel_bias.dense().to(q.dtype) if rel_bias is not None else None  # (H, N, N)
+        p = self.ctx.dropout if self.training else 0.0
+        if self.config.impl == "explicit":
+            out = explicit_attention(q, k, v, mask, bias, p, self.training)
+        else:
+            if bias is not None and mask is not None:
+                bias = bias.masked_fill(~mask, float("-inf"))  # (B|1, H, N, N) additive
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias if bias is not None else mask, dropout_p=p)
+        if dead is not None:
+            out = out.masked_fill(dead, 0.0)
+        return out
