@@ -39,6 +39,16 @@ def plugins_cmd(kind: str | None, as_json: bool) -> None:
     click.echo(describe(kind, as_json))
 
 
+@cli.command("validate")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--seq-len", type=int, default=None, help="Also run a forward pass at this length.")
+def validate_cmd(config: str, seq_len: int | None) -> None:
+    """Check a config file: keys, types and component names; build the model; optional dry forward."""
+    from .validate import validate
+
+    click.echo(validate(config, seq_len))
+
+
 def _register_optional() -> None:
     """Attach command modules that exist (each lives in its own file under cli/)."""
     import importlib

@@ -64,7 +64,11 @@ class Registry:
         for kind, hook in HOOK_OF_KIND.items():
             for impl in getattr(pm.hook, hook).get_hookimpls():
                 dist, version = dist_of.get(id(impl.plugin), (impl.plugin_name, "?"))
-                for cls in impl.function() or []:
+                classes = impl.function() or []
+                if getattr(pm, "effx_trace", False):
+                    names = [getattr(c, "name", repr(c)) for c in classes]
+                    sys.stderr.write(f"effx trace: {hook} [{impl.plugin_name} from {dist} {version}] -> {names}\n")
+                for cls in classes:
                     self._add(kind, cls, dist, version)
 
     def _add(self, kind: str, cls: type, dist: str, version: str) -> None:
@@ -152,6 +156,7 @@ def make_plugin_manager(
     if trace if trace is not None else _env_flag("EFFX_TRACE_PLUGINS"):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
         pm.enable_tracing()
+        pm.effx_trace = True
     return pm, dist_of
 
 
@@ -171,7 +176,8 @@ def _load_entry_points(pm: pluggy.PluginManager, dist_of: dict, only: set[str] |
         dist_of[id(plugin)] = (dist, version)
 
 
-_DEFAULT: Registry | None = None
+_DEFAULT: tuple[tuple, Registry] | None = None
+_SWITCHES = ("EFFX_DISABLE_PLUGIN_AUTOLOAD", "EFFX_LOAD_PLUGINS", "EFFX_TRACE_PLUGINS")
 
 
 def load_registry(
@@ -181,9 +187,10 @@ def load_registry(
     """Return the registry; the default one (no arguments) is built once and cached."""
     global _DEFAULT
     default = not plugins and autoload is None and only is None and trace is None
-    if default and _DEFAULT is not None and not fresh:
-        return _DEFAULT
+    key = tuple(os.environ.get(k, "") for k in _SWITCHES)
+    if default and _DEFAULT is not None and _DEFAULT[0] == key and not fresh:
+        return _DEFAULT[1]
     registry = Registry(*make_plugin_manager(plugins, autoload, only, trace))
     if default:
-        _DEFAULT = registry
+        _DEFAULT = (key, registry)
     return registry

@@ -103,6 +103,8 @@ def read_file(path: str | Path, fmt: str = "auto", key: str = "data.train",
     if not path.is_file():
         raise EffxError(f"{key}: file {path} not found; fix the path (relative paths are from the current directory)")
     fmt = file_format(path, fmt, key)
+    if path.stat().st_size == 0:
+        raise EffxError(_no_records(key, path))
     if fmt != "parquet":
         check_utf8(path, key)
     kwargs: dict[str, Any] = {"sep": "\t"} if fmt == "csv" and path.suffix.lower() == ".tsv" else {}
@@ -111,13 +113,19 @@ def read_file(path: str | Path, fmt: str = "auto", key: str = "data.train",
             ds = datasets.load_dataset(BUILDERS[fmt], data_files={"train": str(path.resolve())}, split="train",
                                        cache_dir=cache_dir, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any reader failure is a malformed user file
+            if "corresponds to no data" in str(exc):  # the builder's way of saying: zero rows
+                raise EffxError(_no_records(key, path)) from None
             raise EffxError(f"{key}: could not read {path} as {fmt} ({_first_line(exc)}); "
                             f"check the file or set data.format") from None
         if fmt == "text":  # one record per line; blank lines are not records
             ds = ds.filter(lambda row: bool(row["text"].strip()), keep_in_memory=True)
     if len(ds) == 0:
-        raise EffxError(f"{key}: {path} has no records; give a file with at least one row")
+        raise EffxError(_no_records(key, path))
     return ds
+
+
+def _no_records(key: str, path: Path) -> str:
+    return f"{key}: {path} has no records; give a file with at least one row"
 
 
 @contextlib.contextmanager

@@ -1,0 +1,78 @@
+"""Peak-memory measurement that can be trusted.
+
+CPU: every configuration runs in a fresh process forked from an idle server that has imported
+torch but never run a tensor op. In that process the kernel's resident-set high-water mark
+(``VmHWM``) is reset through ``/proc/self/clear_refs`` after warming the BLAS thread pool, the
+idle resident set is recorded as the *baseline*, and the peak reported is ``VmHWM - baseline``
+("extra peak"), with the baseline reported beside it. A fresh process matters: in a long-lived one,
+memory freed by an earlier configuration stays resident in the allocator's heap and is silently
+reused, so later peaks would be under-counted.
+
+CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus what was
+allocated before the configuration was built.
+"""
+from __future__ import annotations
+
+import re
+
+MIB = 2**20
+
+
+def _status_kib(field: str, pid: int | str = "self") -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def rss_mib(pid: int | str = "self") -> float | None:
+    """Current resident set of a process in MiB (``None`` where /proc is unavailable)."""
+    kib = _status_kib("VmRSS", pid)
+    return None if kib is None else kib / 1024
+
+
+def hwm_mib() -> float | None:
+    kib = _status_kib("VmHWM")
+    return None if kib is None else kib / 1024
+
+
+def reset_hwm() -> bool:
+    """Reset this process's resident high-water mark to its current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMeter:
+    """Baseline and peak of one process on one device; ``extra()`` is peak minus baseline in MiB."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.baseline = 0.0
+
+    def start(self) -> float:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.baseline = torch.cuda.memory_allocated() / MIB
+        else:
+            if not reset_hwm():
+                raise RuntimeError("cannot reset VmHWM via /proc/self/clear_refs; CPU peak memory unavailable")
+            self.baseline = rss_mib() or 0.0
+        return self.baseline
+
+    def extra(self) -> float:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / MIB - self.baseline
+        return (hwm_mib() or 0.0) - self.baseline

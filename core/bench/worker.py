@@ -1,0 +1,97 @@
+"""The code that runs inside the fresh per-configuration process.
+
+Protocol over a one-way pipe: ``("baseline", MiB)`` as soon as the idle baseline is known (so the
+parent's watchdog can enforce the memory cap), then ``("result", dict)``. Errors never escape:
+out-of-memory becomes a ``skipped`` result, anything else a ``failed`` one, both with a reason.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from .memory import PeakMeter
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str) -> tuple[float, object]:
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def warm_up_runtime(device: str) -> None:
+    """Start the BLAS / OpenMP thread pools before the baseline, so they are not counted as peak."""
+    a = torch.randn(64, 64, device=device)
+    torch.nn.functional.scaled_dot_product_attention(a[None, None], a[None, None], a[None, None])
+    (a @ a).sum().item()
+
+
+def phase(fn, spec: dict, meter: PeakMeter) -> tuple[dict, object]:
+    """Warm-up then ``reps`` timed runs: median ms and peak MiB; the first run is held to the time cap."""
+    out, times = None, []
+    for i in range(spec["warmup"] + spec["reps"]):
+        seconds, out = timed(fn, spec["device"])
+        if i == 0 and seconds > spec["time_cap_s"]:
+            return {"skip": f"first run took {seconds:.1f} s > time cap {spec['time_cap_s']:g} s"}, out
+        if i >= spec["warmup"]:
+            times.append(seconds)
+    return {"ms": 1000 * statistics.median(times), "peak": meter.extra()}, out
+
+
+def measure(spec: dict, conn) -> dict:
+    from .workloads import build
+
+    meter = PeakMeter(spec["device"])
+    conn.send(("baseline", meter.start()))
+    work = build(spec)
+    row: dict = {"baseline_mib": meter.baseline}
+    if spec.get("forward", True):
+        res, sample = phase(work.forward, spec, meter)
+        if "skip" in res:
+            return {**row, "status": "skipped", "reason": "forward " + res["skip"]}
+        row.update(fwd_ms=res["ms"], fwd_peak_mib=res["peak"])
+    res, _ = phase(work.train_step, spec, meter)
+    if "skip" in res:
+        return {**row, "status": "skipped", "reason": "forward+backward " + res["skip"]}
+    row.update(fwdbwd_ms=res["ms"], fwdbwd_peak_mib=res["peak"], status="ok", reason="")
+    if spec.get("forward", True) and hasattr(work, "fidelity"):
+        row["rel_err"] = work.fidelity(sample)
+    return row
+
+
+def is_oom(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+def child_main(spec: dict, conn) -> None:
+    """Entry point of the forked process for one configuration (or the roofline job)."""
+    try:
+        if spec.get("threads"):
+            torch.set_num_threads(spec["threads"])
+        if spec["device"] == "cuda" and spec.get("mem_cap_gib"):
+            total = torch.cuda.get_device_properties(0).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, spec["mem_cap_gib"] * 2**30 / total))
+        warm_up_runtime(spec["device"])
+        if spec["suite"] == "roofline":
+            from .roofline import measure as roofline
+
+            conn.send(("baseline", 0.0))
+            result = {"status": "ok", **roofline(spec["device"], spec.get("quick", False))}
+        else:
+            result = measure(spec, conn)
+    except Exception as exc:  # reported as a row, never a crash of the bench  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        status = "skipped" if is_oom(exc) else "failed"
+        result = {"status": status, "reason": f"{'out of memory' if status == 'skipped' else type(exc).__name__}: {first}"}
+    result["threads"] = torch.get_num_threads()
+    conn.send(("result", result))
+    conn.close()

@@ -1,0 +1,171 @@
+"""Group runs that differ only in seed into configurations and compute the ``results.csv`` rows.
+
+Three keys, all computed from the flattened saved config:
+
+* **configuration** (``config_id``): every key except the seed and bookkeeping (logging, checkpoints,
+  pretraining references/paths, workers) - runs sharing it are seeds of one configuration;
+* **comparison group** (``compare_group``): data, seq_len, batch and tokenizer settings plus the device -
+  PASS_WNF only compares configurations inside one group;
+* **architecture without attention** (``arch_id``): the configuration minus ``model.attention.*`` - a
+  Performer/Reformer configuration is compared with the SDPA configuration sharing it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .runs import METRIC_NAMES, Run
+
+IGNORED_PREFIXES = ("seed", "logging.", "checkpoint.", "pretrain.", "tokenizer.path", "data.num_workers",
+                    "train.log_every_steps", "train.eval_every_steps", "train.device", "train.eval_batch_size",
+                    "like", "kind", "name")
+DATA_IGNORED = ("data.num_workers", "data.length_bucketing", "data.max_length")
+FAMILY_ORDER = ("SDPA", "Performer", "Reformer", "TF-IDF+LR", "other")
+
+
+def family(run_or_type: str, kind: str = "finetune") -> str:
+    """SDPA / Performer / Reformer / TF-IDF+LR / other. ``performer_*`` and ``reformer_*`` are variants."""
+    if kind == "baseline":
+        return "TF-IDF+LR"
+    t = str(run_or_type).lower()
+    for prefix, fam in (("sdpa", "SDPA"), ("scaled_dot_product", "SDPA"), ("performer", "Performer"),
+                        ("reformer", "Reformer")):
+        if t.startswith(prefix):
+            return fam
+    return "other"
+
+
+def _digest(items: Iterable[tuple[str, Any]]) -> str:
+    blob = json.dumps(sorted((k, v) for k, v in items), default=str, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def _kept(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if not k.startswith(IGNORED_PREFIXES)}
+
+
+def config_id(run: Run) -> str:
+    return _digest([("kind", run.kind), *_kept(run.config).items()])
+
+
+def arch_id(run: Run) -> str:
+    return _digest(kv for kv in _kept(run.config).items() if not kv[0].startswith("model.attention."))
+
+
+def data_id(run: Run) -> str:
+    return _digest(kv for kv in run.config.items() if kv[0].startswith("data.") and kv[0] not in DATA_IGNORED)
+
+
+def device_of(run: Run) -> str:
+    dev = run.info.get("device")
+    if isinstance(dev, dict):
+        dev = dev.get("name") or dev.get("type")
+    return str(dev or run.config.get("train.device") or "unknown")
+
+
+def compare_group(run: Run) -> str:
+    """Data + seq_len + batch + tokenizer + device; baselines have no seq_len/batch/tokenizer."""
+    if run.kind == "baseline":
+        return ""
+    keys = [kv for kv in run.config.items() if kv[0].startswith(("data.", "tokenizer."))
+            and kv[0] not in ("data.num_workers", "tokenizer.path")]
+    keys += [("train.batch_size", run.config.get("train.batch_size")),
+             ("train.grad_accum_steps", run.config.get("train.grad_accum_steps")), ("device", device_of(run))]
+    return _digest(keys)
+
+
+def _describe(run: Run) -> dict[str, Any]:
+    c = run.config
+    att = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("model.attention.") and k != "model.attention.type"}
+    att_type = "tfidf_logreg" if run.kind == "baseline" else c.get("model.attention.type", "")
+    return {
+        "family": family(att_type, run.kind), "variant": att_type, "kind": run.kind,
+        "attention_type": att_type, "attention_params": json.dumps(att, sort_keys=True) if att else "",
+        "positional": c.get("model.positional.type", ""), "d_model": c.get("model.d_model"),
+        "n_layers": c.get("model.n_layers"), "n_heads": c.get("model.n_heads"), "d_ff": c.get("model.d_ff"),
+        "max_seq_len": c.get("model.max_seq_len"), "seq_len": c.get("data.max_length"),
+        "batch_size": c.get("train.batch_size"), "grad_accum_steps": c.get("train.grad_accum_steps"),
+        "lr": c.get("train.optimizer.lr"), "epochs": c.get("train.epochs"), "dtype": c.get("train.dtype"),
+        "pooling": c.get("head.pooling"), "tokenizer_vocab_size": c.get("tokenizer.vocab_size"),
+        "num_parameters": run.info.get("num_parameters"), "device": device_of(run),
+    }
+
+
+def _stats(values: list[float], prefix: str, best: bool = False) -> dict[str, float]:
+    arr = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    out = {f"{prefix}_mean": float(arr.mean()) if arr.size else math.nan,
+           f"{prefix}_std": float(arr.std(ddof=1)) if arr.size > 1 else (0.0 if arr.size else math.nan)}
+    if best:
+        out = {f"{prefix}_best": float(arr.max()) if arr.size else math.nan, **out,
+               f"{prefix}_spread": float(arr.max() - arr.min()) if arr.size else math.nan}
+    return out
+
+
+def _mean(values: Iterable[Any]) -> float:
+    arr = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(arr)) if arr else math.nan
+
+
+def _memory(ok: list[Run]) -> dict[str, float]:
+    """Peak memory, in the column named for what was measured (GPU allocator vs CPU resident set)."""
+    gpu = [r.cost.get("peak_mem_MiB") for r in ok if r.cost.get("mem_kind") == "cuda_max_allocated"]
+    cpu = [r.cost.get("peak_mem_MiB") for r in ok if r.cost.get("mem_kind") == "cpu_rss"]
+    return {"max_gpu_mem_MiB": _mean(gpu), "peak_rss_MiB": _mean(cpu)}
+
+
+def configuration_row(runs: list[Run], split: str, metric_names: Iterable[str]) -> dict[str, Any]:
+    """One results.csv row: description, seed statistics over the usable runs, cost, status."""
+    ok = [r for r in runs if r.ok]
+    first = runs[0]
+    row: dict[str, Any] = {"config_id": config_id(first), **_describe(first), "split": split,
+                           "compare_group": compare_group(first), "data_id": data_id(first), "arch_id": arch_id(first)}
+    row["n_seeds"] = len(ok)
+    row["seeds"] = " ".join(str(r.seed) for r in sorted(ok, key=lambda r: (r.seed is None, r.seed)))
+    row["n_failed"] = len(runs) - len(ok)
+    for m in metric_names:
+        row.update(_stats([r.metrics.get(m, math.nan) for r in ok], m, best=(m == "macro_F1")))
+    row["time_per_epoch_s"] = _mean(r.cost.get("time_per_epoch_s") for r in ok)
+    row["train_tokens_per_s"] = _mean(r.cost.get("train_tokens_per_s") for r in ok)
+    row["infer_tokens_per_s"] = _mean(r.cost.get("infer_tokens_per_s") for r in ok)
+    row.update(_memory(ok))
+    row["status"] = "finished" if not row["n_failed"] else ("failed" if not ok else f"partial ({row['n_failed']} failed)")
+    row["metrics_source"] = " ".join(sorted({r.metrics_source for r in ok}))
+    row["experiments"] = " ".join(sorted(r.name for r in runs))
+    return row
+
+
+def metric_names(runs: list[Run]) -> list[str]:
+    """The built-in metrics first, then any extra metric a plugin wrote into eval.json."""
+    extra = sorted({m for r in runs for m in r.metrics} - set(METRIC_NAMES))
+    return [*METRIC_NAMES, *extra]
+
+
+def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(config_id(run), []).append(run)
+    return groups
+
+
+def results_table(runs: list[Run], split: str) -> pd.DataFrame:
+    names = metric_names(runs)
+    rows = [configuration_row(rs, split, names) for rs in group_runs(runs).values()]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    df["_fam"] = df["family"].map(order)
+    return df.sort_values(["_fam", "variant", "config_id"], kind="stable").drop(columns="_fam").reset_index(drop=True)
+
+
+def failed_table(runs: list[Run]) -> pd.DataFrame:
+    rows = [{"experiment": r.name, "config_id": config_id(r), "kind": r.kind,
+             "attention_type": "tfidf_logreg" if r.kind == "baseline" else r.config.get("model.attention.type", ""),
+             "seed": r.seed, "status": r.status, "cause": r.cause, "path": str(r.path)}
+            for r in runs if not r.ok]
+    return pd.DataFrame(rows, columns=["experiment", "config_id", "kind", "attention_type", "seed", "status", "cause", "path"])

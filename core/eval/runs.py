@@ -1,0 +1,196 @@
+"""Read experiment folders (finetune runs and baselines) into flat :class:`Run` records.
+
+The folder contract (written by ``effx.train`` and ``effx baseline``): ``resolved_config.yaml`` (finetune)
+or ``config.yaml`` with ``kind: baseline``; ``status.json``; ``metrics.csv`` (long format);
+``run_info.json``; optionally ``eval.json`` (``{"results": {split: {metric: value, ...}}}``).
+
+A run is *failed* when its status is not ``finished``, when a loss or the report metric is NaN/Inf, or
+when no metrics exist for the requested split; :attr:`Run.cause` says which, in words.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pandas as pd
+import yaml
+
+from ._io import read_json
+
+METRIC_NAMES = ("accuracy", "macro_F1", "weighted_F1", "AUROC")
+EXPERIMENT_KINDS = ("finetune", "baseline")
+
+
+@attrs.define
+class Run:
+    """One experiment folder, flattened for the report."""
+
+    name: str
+    kind: str  # finetune | baseline
+    path: Path
+    config: dict[str, Any]  # flattened dotted keys
+    seed: int | None
+    status: str  # finished | failed | interrupted | running | missing
+    cause: str = ""
+    metrics: dict[str, float] = attrs.Factory(dict)
+    metrics_source: str = ""
+    cost: dict[str, Any] = attrs.Factory(dict)
+    info: dict[str, Any] = attrs.Factory(dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "finished" and not self.cause
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}} -> {'a.b': 1}``; lists and scalars are leaves."""
+    if not isinstance(data, dict):
+        return {prefix: data} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict | None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def experiment_kind(folder: Path) -> str | None:
+    """``finetune`` / ``baseline`` for a run folder, None for anything else (e.g. pretraining)."""
+    cfg = _read_yaml(folder / "config.yaml") or {}
+    if cfg.get("kind") == "baseline":
+        return "baseline"
+    if (folder / "resolved_config.yaml").exists() or folder.parent.name == "finetune":
+        return "finetune"
+    return None
+
+
+def find_experiments(root: str | Path) -> list[Path]:
+    """Every finetune or baseline folder under ``root`` (which may itself be one), sorted."""
+    root = Path(root)
+    candidates = [root] if (root / "config.yaml").exists() else []
+    candidates += sorted(p.parent for p in root.rglob("config.yaml") if p.parent != root)
+    return [p for p in candidates if experiment_kind(p) is not None]
+
+
+def _pretrain_config(resolved: dict, folder: Path) -> dict[str, Any]:
+    """Pretraining settings that shaped the encoder (train/data/mlm of ``pretrain/PRE/config.yaml``)."""
+    ref = resolved.get("pretrain") or {}
+    path = ref.get("path")
+    if not path:
+        return {}
+    cfg = _read_yaml(Path(path) / "config.yaml") or _read_yaml(folder.parent.parent / "pretrain" / str(ref.get("name")) / "config.yaml")
+    if not cfg:
+        return {}
+    kept = {k: cfg[k] for k in ("train", "data", "mlm") if k in cfg}
+    return {f"pretrain_config.{k}": v for k, v in flatten(kept).items()}
+
+
+def load_config(folder: Path, kind: str) -> dict[str, Any]:
+    if kind == "baseline":
+        return flatten(_read_yaml(folder / "config.yaml") or {})
+    resolved = _read_yaml(folder / "resolved_config.yaml")
+    if resolved is None:
+        return flatten(_read_yaml(folder / "config.yaml") or {})
+    return {**flatten(resolved), **_pretrain_config(resolved, folder)}
+
+
+def read_metrics_csv(folder: Path) -> pd.DataFrame | None:
+    path = folder / "metrics.csv"
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError):
+        return None
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def split_metrics(folder: Path, df: pd.DataFrame | None, split: str) -> tuple[dict[str, float], str]:
+    """Metrics for ``split``: ``eval.json`` first; for validation, else the last validation row of metrics.csv."""
+    ev = read_json(folder / "eval.json") or {}
+    res = (ev.get("results") or {}).get(split)
+    if isinstance(res, dict) and "metrics" in res:
+        return {k: float(v) if v is not None else math.nan for k, v in res["metrics"].items()}, f"eval.json:{split}"
+    if split == "validation" and df is not None and "split" in df:
+        val = df[df["split"] == "validation"]
+        cols = [m for m in METRIC_NAMES if m in val]
+        val = val.dropna(subset=cols, how="all") if cols else val.iloc[0:0]
+        if len(val):
+            row = val.sort_values("step", kind="stable").iloc[-1] if "step" in val else val.iloc[-1]
+            return {m: float(row[m]) for m in cols}, "metrics.csv:last-validation"
+    return {}, ""
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(df[name], errors="coerce") if name in df else pd.Series(dtype=float)
+
+
+def training_cost(df: pd.DataFrame | None, ev: dict, split: str) -> dict[str, Any]:
+    """time/epoch (mean over epochs), training tokens/s (mean), peak memory (max) and its kind."""
+    cost: dict[str, Any] = {"time_per_epoch_s": math.nan, "train_tokens_per_s": math.nan,
+                            "peak_mem_MiB": math.nan, "mem_kind": ""}
+    if df is not None and "split" in df:
+        tr = df[df["split"] == "train"]
+        cost["time_per_epoch_s"] = _col(tr, "time_per_epoch_s").dropna().mean()
+        cost["train_tokens_per_s"] = _col(tr, "tokens_per_s").dropna().mean()
+        mem = _col(tr, "peak_mem_MiB")
+        cost["peak_mem_MiB"] = mem.dropna().max() if mem.notna().any() else math.nan
+        kinds = tr["mem_kind"].dropna().unique().tolist() if "mem_kind" in tr else []
+        cost["mem_kind"] = str(kinds[-1]) if kinds else ""
+    res = ((ev.get("results") or {}).get(split) or {})
+    cost["infer_tokens_per_s"] = float(res.get("tokens_per_s") or math.nan)
+    return cost
+
+
+def _failure(status: dict | None, df: pd.DataFrame | None, metrics: dict, metric: str, split: str) -> tuple[str, str]:
+    """``(status, cause)``; cause is empty for a usable run."""
+    if status is None:
+        return "missing", "no status.json (run never started or crashed before writing it)"
+    state = str(status.get("status", "missing"))
+    if state != "finished":
+        cause = status.get("cause") or ("still running, or killed without a chance to record why"
+                                        if state == "running" else "no cause recorded")
+        return state, str(cause)
+    if df is not None and "loss" in df and (~_col(df, "loss").dropna().map(math.isfinite)).any():
+        return "failed", "NaN/Inf loss in metrics.csv"
+    if not metrics:
+        return "failed", f"missing metrics for split '{split}' (run `effx eval -exp NAME -split {split}`)"
+    if not _finite(metrics.get(metric)):
+        return "failed", f"{metric} is missing or NaN"
+    return state, ""
+
+
+def load_run(folder: Path, split: str = "validation", metric: str = "macro_F1") -> Run:
+    kind = experiment_kind(folder) or "finetune"
+    config = load_config(folder, kind)
+    df = read_metrics_csv(folder)
+    ev = read_json(folder / "eval.json") or {}
+    metrics, source = split_metrics(folder, df, split)
+    state, cause = _failure(read_json(folder / "status.json"), df, metrics, metric, split)
+    info = read_json(folder / "run_info.json") or {}
+    seed = config.get("seed", info.get("seed"))
+    return Run(name=folder.name, kind=kind, path=folder.resolve(), config=config,
+               seed=int(seed) if isinstance(seed, int) else None, status=state, cause=cause,
+               metrics=metrics, metrics_source=source, cost=training_cost(df, ev, split), info=info)
+
+
+def load_runs(root: str | Path, split: str = "validation", metric: str = "macro_F1") -> list[Run]:
+    return [load_run(p, split, metric) for p in find_experiments(root)]

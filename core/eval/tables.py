@@ -1,0 +1,97 @@
+"""Rankings and the Markdown table "SDPA vs Performer vs Reformer vs TF-IDF+LR"."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .results import FAMILY_ORDER
+
+RANK_COLUMNS = ["config_id", "family", "variant", "positional", "n_seeds", "time_per_epoch_s",
+                "train_tokens_per_s", "max_gpu_mem_MiB", "peak_rss_MiB", "PASS_WNF", "experiments"]
+
+
+def _usable(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["n_seeds"] > 0] if not df.empty else df
+
+
+def rank_by_metric(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Usable configurations (>= 1 finished seed), best mean metric first; failed runs never appear."""
+    col = f"{metric}_mean"
+    ranked = _usable(df).sort_values([col, f"{metric}_std"], ascending=[False, True], kind="stable", na_position="last")
+    cols = ["config_id", "family", "variant", "positional", col, f"{metric}_std", *RANK_COLUMNS[4:]]
+    return ranked[cols].reset_index(drop=True).rename_axis("rank").reset_index().assign(rank=lambda d: d["rank"] + 1)
+
+
+def memory_of(df: pd.DataFrame) -> pd.Series:
+    return df["max_gpu_mem_MiB"].where(df["max_gpu_mem_MiB"].notna(), df["peak_rss_MiB"])
+
+
+def rank_by_cost(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Cheapest first: time per epoch, then peak memory."""
+    usable = _usable(df).assign(memory_MiB=lambda d: memory_of(d))
+    ranked = usable.sort_values(["time_per_epoch_s", "memory_MiB"], kind="stable", na_position="last")
+    cols = ["config_id", "family", "variant", "positional", "time_per_epoch_s", "memory_MiB",
+            f"{metric}_mean", "train_tokens_per_s", "PASS_WNF", "experiments"]
+    return ranked[cols].reset_index(drop=True).rename_axis("rank").reset_index().assign(rank=lambda d: d["rank"] + 1)
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _pp(a, b) -> str:
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)):
+        return "–"
+    return f"{(a - b) * 100:+.2f}"
+
+
+def _ref_value(df: pd.DataFrame, cid: str, col: str):
+    hit = df[df["config_id"] == cid]
+    return hit.iloc[0][col] if cid and len(hit) else math.nan
+
+
+def group_header(part: pd.DataFrame) -> str:
+    first = part[part["kind"] != "baseline"].iloc[0] if (part["kind"] != "baseline").any() else part.iloc[0]
+    return (f"Device: {first['device']} · batch: {_fmt(first['batch_size'])} · seq_len: {_fmt(first['seq_len'])} "
+            f"· tokenizer vocab: {_fmt(first['tokenizer_vocab_size'])}")
+
+
+def comparison_rows(df: pd.DataFrame, metric: str) -> list[str]:
+    col = f"{metric}_mean"
+    lines = [f"| Family | Variant | Positional | {metric} mean ± std | {metric} best | accuracy | AUROC | "
+             "time/epoch [s] | tokens/s | memory [MiB] | Δ vs SDPA [pp] | Δ vs TF-IDF+LR [pp] | seeds | PASS_WNF |",
+             "|" + "---|" * 14]
+    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    for _, r in df.sort_values("family", key=lambda s: s.map(order), kind="stable").iterrows():
+        mem = r["max_gpu_mem_MiB"] if not math.isnan(r["max_gpu_mem_MiB"]) else r["peak_rss_MiB"]
+        lines.append(" | ".join([
+            f"| {r['family']}", r["variant"], r["positional"] or "–",
+            f"{_fmt(r[col])} ± {_fmt(r[f'{metric}_std'])}", _fmt(r.get(f"{metric}_best", math.nan)),
+            _fmt(r["accuracy_mean"]), _fmt(r["AUROC_mean"]), _fmt(r["time_per_epoch_s"], 2),
+            _fmt(r["train_tokens_per_s"], 0), _fmt(mem, 1),
+            _pp(r[col], _ref_value(df, r["ref_sdpa"], col)), _pp(r[col], _ref_value(df, r["ref_baseline"], col)),
+            str(r["n_seeds"]), f"{r['PASS_WNF']} |"]))
+    return lines
+
+
+def comparison_markdown(df: pd.DataFrame, failed: pd.DataFrame, metric: str) -> str:
+    """One table per comparison group (same data, seq_len, batch, tokenizer, device), baselines in each."""
+    out = ["# SDPA vs Performer vs Reformer vs TF-IDF+LR", ""]
+    usable = _usable(df)
+    neural = usable[usable["kind"] != "baseline"]
+    for i, (group, part) in enumerate(neural.groupby("compare_group", sort=False), 1):
+        base = usable[(usable["kind"] == "baseline") & usable["data_id"].isin(part["data_id"])]
+        out += [f"## Comparison group {i} ({group})", "", group_header(part), "",
+                *comparison_rows(pd.concat([part, base]), metric), ""]
+    if neural.empty and not usable.empty:
+        out += ["## Baselines only", "", *comparison_rows(usable, metric), ""]
+    out += ["## Failed runs (excluded from every ranking)", ""]
+    if failed.empty:
+        out.append("None.")
+    else:
+        out += ["| Experiment | Attention | Seed | Status | Cause |", "|---|---|---|---|---|"]
+        out += [f"| {r.experiment} | {r.attention_type} | {r.seed} | {r.status} | {r.cause} |" for r in failed.itertuples()]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,177 @@
+"""Checkpoints that can never execute code: plain data + tensors, loaded with ``weights_only=True``.
+
+A checkpoint is a dict holding the model, optimizer, scheduler and loss-scaler state, the RNG
+states of python / numpy / torch (one entry per process), the data position (epoch, batch index
+within the epoch, global step), the tokenizer as its JSON string, the config as a plain dict and
+the library versions. Nothing is pickled as an object, so ``torch.load(weights_only=True)`` reads
+it; a file crafted to run code when unpickled is refused before anything runs.
+
+Files in an experiment folder: ``ckpt_step{N}.pt`` (the last ``checkpoint.keep_last`` are kept),
+``ckpt_last.pt`` and ``ckpt_best.pt`` (hard links to a step file, or copies where links are not
+supported). Every file is written to a temporary name and renamed, so a crash never leaves a
+half-written checkpoint under a real name; a truncated or corrupt file found later (e.g. a disk
+full) is reported, and resume falls back to the previous good one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import random
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import EffxError
+
+FORMAT = "effx-checkpoint/1"
+_STEP_FILE = re.compile(r"^ckpt_step(\d+)\.pt$")
+
+
+class CheckpointError(EffxError):
+    """A checkpoint is missing, truncated, corrupt, or not an effx checkpoint."""
+
+
+# ----------------------------------------------------------------------------- RNG
+def capture_rng() -> dict:
+    """RNG states of this process as plain data (lists, ints, tensors)."""
+    version, state, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    out = {
+        "python": [version, list(state), gauss],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def restore_rng(state: dict) -> None:
+    version, values, gauss = state["python"]
+    random.setstate((version, tuple(values), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- save / load
+def save(path: Path, payload: dict) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"format": FORMAT, **payload}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; any problem is a one-line :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"refused to load {path}: it contains Python objects that could run code when unpickled "
+                f"(only tensors and plain data are allowed); it is not an effx checkpoint - do not trust it"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_short(exc)}); "
+                              f"delete it or resume from an earlier one") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_short(exc)}); "
+                              f"delete it or resume from an earlier one") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an effx checkpoint (expected format {FORMAT!r}); "
+                              f"point at a ckpt_*.pt file written by `effx pretrain` or `effx finetune`")
+    return data
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0][:160] if text else type(exc).__name__) or type(exc).__name__
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- folder layout
+def step_path(exp_dir: Path, step: int) -> Path:
+    return Path(exp_dir) / f"ckpt_step{step}.pt"
+
+
+def step_files(exp_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``ckpt_step{N}.pt``, newest first."""
+    out = []
+    for p in Path(exp_dir).glob("ckpt_step*.pt"):
+        m = _STEP_FILE.match(p.name)
+        if m:
+            out.append((int(m.group(1)), p))
+    return sorted(out, reverse=True)
+
+
+def link_as(src: Path, dst: Path) -> None:
+    """Make ``dst`` name the same bytes as ``src`` (hard link, else copy), atomically."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def prune(exp_dir: Path, keep_last: int) -> list[Path]:
+    """Delete the oldest step checkpoints beyond ``keep_last`` (ckpt_best/last stay valid: own links)."""
+    removed = []
+    for _, p in step_files(exp_dir)[max(keep_last, 1):]:
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def resume_candidates(exp_dir: Path) -> list[Path]:
+    """Files to try when resuming, best first: ckpt_last, step files newest first, then ckpt_best."""
+    exp_dir = Path(exp_dir)
+    names = [exp_dir / "ckpt_last.pt"] + [p for _, p in step_files(exp_dir)] + [exp_dir / "ckpt_best.pt"]
+    return [p for p in names if p.is_file()]
+
+
+def resolve_choice(exp_dir: Path, choice: str) -> Path:
+    """``best`` / ``last`` / a path -> the checkpoint file (clear error if missing)."""
+    exp_dir = Path(exp_dir)
+    if choice in ("best", "last"):
+        path = exp_dir / f"ckpt_{choice}.pt"
+        if not path.is_file():
+            have = sorted(p.name for p in exp_dir.glob("ckpt_*.pt")) or ["none"]
+            raise CheckpointError(f"{path} not found (checkpoints in {exp_dir}: {', '.join(have)}); "
+                                  f"run the experiment first or pass -ckpt last|PATH")
+        return path
+    path = Path(choice).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = exp_dir / choice
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {choice} not found; pass -ckpt best, last or an existing .pt file")
+    return path
+

@@ -1,0 +1,53 @@
+"""Where experiments live: ``<root>/pretrain/NAME`` and ``<root>/finetune/NAME``.
+
+``root`` is, in order: the ``root`` argument (CLI ``--root``), the ``EFFX_ROOT`` environment
+variable, the current directory. Relative data paths in a config are resolved against ``root``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..errors import ConfigError
+
+KINDS = ("pretrain", "finetune")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def resolve_root(root: str | os.PathLike | None = None) -> Path:
+    """The experiments root: ``root`` argument, else ``$EFFX_ROOT``, else the current directory."""
+    chosen = root if root not in (None, "") else os.environ.get("EFFX_ROOT") or os.getcwd()
+    return Path(chosen).expanduser().resolve()
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"invalid experiment name {name!r}; use letters, digits, '.', '_' or '-' (no slashes or spaces)"
+        )
+    return name
+
+
+def experiment_dir(kind: str, name: str, root: str | os.PathLike | None = None) -> Path:
+    """``<root>/<kind>/<name>`` for ``kind`` in ``pretrain`` / ``finetune`` (not created here)."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown experiment kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return resolve_root(root) / kind / check_name(name)
+
+
+def require_experiment(kind: str, name: str, root=None) -> Path:
+    path = experiment_dir(kind, name, root)
+    if not (path / "config.yaml").exists():
+        flag = " --finetune" if kind == "finetune" else ""
+        raise ConfigError(f"no experiment {kind}/{name} under {path.parent.parent} "
+                          f"(missing {path / 'config.yaml'}); create it with `effx init -exp {name}{flag}`")
+    return path
+
+
+def resolve_data_path(value: str | None, root: Path) -> str | None:
+    """Absolute path for a config data path (relative paths are relative to ``root``)."""
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (root / p))

@@ -1,0 +1,151 @@
+"""The files every run writes into its experiment folder, all written atomically or append-only.
+
+* ``metrics.csv`` - long format, one row per (step, split): see :data:`METRIC_COLUMNS`;
+* ``events.jsonl`` - one JSON object per line ``{"time", "event", "step", ...}``;
+* ``status.json`` - ``{"status": running|finished|failed|interrupted, "cause", "step", "epoch", "updated"}``;
+* ``run_info.json`` - seed, dtype, device, versions, git commit, plugins, parameter count;
+* ``logs/train.log`` - the human-readable log (warnings such as a re-initialised head go here).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+METRIC_COLUMNS = [
+    "step", "epoch", "split", "loss", "lr", "accuracy", "macro_F1", "weighted_F1", "AUROC",
+    "tokens_per_s", "time_per_epoch_s", "peak_mem_MiB", "mem_kind", "grad_norm", "wall_s",
+]
+STATUSES = ("running", "finished", "failed", "interrupted")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+class RunFiles:
+    """Writer for one experiment folder. Only the main process (rank 0) writes."""
+
+    def __init__(self, exp_dir: Path, enabled: bool = True) -> None:
+        self.dir = Path(exp_dir)
+        self.enabled = enabled
+        self.metrics_path = self.dir / "metrics.csv"
+        self.events_path = self.dir / "events.jsonl"
+        self.status_path = self.dir / "status.json"
+        self.log = logging.getLogger(f"effx.run.{self.dir.name}.{id(self)}")
+        self.log.setLevel(logging.INFO)
+        self.log.propagate = False
+        self._start = time.time()
+
+    # ------------------------------------------------------------------ setup
+    def open(self, resume_step: int | None) -> None:
+        """Prepare files; on resume drop metrics/events rows written after ``resume_step``."""
+        if not self.enabled:
+            return
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.dir / "logs" / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.log.addHandler(handler)
+        if resume_step is None:
+            for p in (self.metrics_path, self.events_path):
+                p.unlink(missing_ok=True)
+        else:
+            self._truncate_metrics(resume_step)
+        if not self.metrics_path.exists():
+            atomic_write_text(self.metrics_path, ",".join(METRIC_COLUMNS) + "\n")
+
+    def _truncate_metrics(self, step: int) -> None:
+        if not self.metrics_path.exists():
+            return
+        with open(self.metrics_path, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("step") and int(r["step"]) <= step]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.metrics_path, out.getvalue())
+
+    def close(self) -> None:
+        for h in list(self.log.handlers):
+            h.close()
+            self.log.removeHandler(h)
+
+    # ------------------------------------------------------------------ writers
+    def metric(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        unknown = set(row) - set(METRIC_COLUMNS)
+        assert not unknown, f"unknown metric columns {unknown}"
+        row = {**row, "wall_s": round(time.time() - self._start, 3)}
+        with open(self.metrics_path, "a", newline="", encoding="utf-8") as fh:
+            csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, lineterminator="\n").writerow({k: _cell(row.get(k)) for k in METRIC_COLUMNS})
+
+    def event(self, event: str, step: int, **fields: Any) -> None:
+        if not self.enabled:
+            return
+        rec = {"time": now_iso(), "event": event, "step": step, **fields}
+        with open(self.events_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec, default=str) + "\n")
+            fh.flush()
+
+    def status(self, status: str, step: int, epoch: int, cause: str | None = None) -> None:
+        assert status in STATUSES, status
+        if self.enabled:
+            write_json(self.status_path, {"status": status, "cause": cause, "step": step, "epoch": epoch,
+                                          "updated": now_iso()})
+
+    def info(self, msg: str) -> None:
+        self.log.info(msg)
+
+    def warning(self, msg: str) -> None:
+        self.log.warning(msg)
+
+
+def read_status(exp_dir: Path) -> dict | None:
+    p = Path(exp_dir) / "status.json"
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,81 @@
+"""What a run records about its machine and software, and its peak memory."""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+
+
+def git_commit() -> str:
+    """The commit of the effx source checkout (``unknown`` for an installed wheel / no git)."""
+    src = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def device_info(device: torch.device) -> dict:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {"type": "cuda", "name": props.name, "memory_MiB": round(props.total_memory / 2**20)}
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        mem = None
+    return {"type": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "memory_MiB": round(mem) if mem else None}
+
+
+def versions() -> dict:
+    import datasets
+    import tokenizers
+
+    return {
+        "effx": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "tokenizers": tokenizers.__version__,
+        "datasets": datasets.__version__,
+        "numpy": __import__("numpy").__version__,
+    }
+
+
+def plugin_versions(registry) -> list[dict]:
+    return [{"kind": e.kind, "name": e.name, "dist": e.dist, "version": e.version} for e in registry]
+
+
+def run_info(seed: int, dtype: str, device: torch.device, registry, num_parameters: int, world: int) -> dict:
+    return {
+        "seed": seed,
+        "dtype": dtype,
+        "device": device_info(device),
+        "world_size": world,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "plugins": plugin_versions(registry),
+        "num_parameters": num_parameters,
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+
+
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    """Peak memory in MiB and its kind: CUDA max allocated on GPU, process max RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_rss"

@@ -1,0 +1,90 @@
+"""The two training tasks: masked-language modelling (pretrain) and sequence classification (finetune).
+
+A task owns its collators, its loss and its validation metrics. Losses are returned as a *sum* plus
+the number of predicted items (masked tokens / examples), so the trainer can normalise by the
+global count over processes and accumulation steps: the gradient then equals that of one big batch,
+which is what makes 2-process DDP match single-process training exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import IGNORE_INDEX, MLMCollator, PadCollator, SPECIAL
+
+CLASSIFICATION_METRICS = ("accuracy", "macro_F1", "weighted_F1", "AUROC")
+
+
+class MLMTask:
+    """BERT/RoBERTa masked-token prediction; validation masks are fixed (epoch 0) so losses compare."""
+
+    name = "mlm"
+    need_labels = False
+
+    def __init__(self, vocab_size: int, cfg, seed: int) -> None:
+        self.train_collator = MLMCollator(vocab_size, cfg.mlm, seed, pad_id=SPECIAL["pad"])
+        self.eval_collator = MLMCollator(vocab_size, cfg.mlm, seed + 1, pad_id=SPECIAL["pad"])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train_collator.set_epoch(epoch)
+
+    @staticmethod
+    def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``logits (B, N, V)``, ``labels (B, N)`` -> (sum of token losses, number of masked tokens)."""
+        labels = batch["labels"]
+        total = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                reduction="sum")
+        return total, (labels != IGNORE_INDEX).sum()
+
+    @staticmethod
+    def eval_batch(logits: torch.Tensor, batch: dict) -> dict:
+        labels = batch["labels"]  # (B, N)
+        sel = labels != IGNORE_INDEX
+        pred = logits.argmax(-1)  # (B, N)
+        return {"correct": int((pred[sel] == labels[sel]).sum())}
+
+    @staticmethod
+    def finish_eval(parts: list[dict], loss_sum: float, count: int, registry) -> dict:
+        correct = sum(p["correct"] for p in parts)
+        return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
+
+
+class ClassificationTask:
+    """Cross-entropy over pooled logits; validation reports accuracy, macro/weighted F1 and AUROC."""
+
+    name = "classification"
+    need_labels = True
+
+    def __init__(self, vocab_size: int, cfg, seed: int) -> None:
+        self.train_collator = PadCollator(SPECIAL["pad"])
+        self.eval_collator = self.train_collator
+
+    def set_epoch(self, epoch: int) -> None:
+        """Classification batches do not depend on the epoch (the sampler does)."""
+
+    @staticmethod
+    def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``logits (B, C)``, ``labels (B,)`` -> (sum of example losses, B)."""
+        labels = batch["labels"]
+        return F.cross_entropy(logits.float(), labels, reduction="sum"), torch.tensor(labels.numel())
+
+    @staticmethod
+    def eval_batch(logits: torch.Tensor, batch: dict) -> dict:
+        return {"prob": torch.softmax(logits.float(), -1).cpu().numpy(), "label": batch["labels"].cpu().numpy()}
+
+    @staticmethod
+    def finish_eval(parts: list[dict], loss_sum: float, count: int, registry) -> dict:
+        prob = np.concatenate([p["prob"] for p in parts])  # (n, C)
+        label = np.concatenate([p["label"] for p in parts])  # (n,)
+        out = {"loss": loss_sum / max(count, 1)}
+        for name in CLASSIFICATION_METRICS:
+            value = registry.get("metric", name).cls()(label, prob)
+            out[name] = None if value is None or math.isnan(value) else value
+        return out
+
+
+def make_task(kind: str, vocab_size: int, cfg, seed: int):
+    return (MLMTask if kind == "pretrain" else ClassificationTask)(vocab_size, cfg, seed)

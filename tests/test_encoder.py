@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+import effx
+from effx.config import AttentionSpec, ModelConfig, PositionalSpec
+from effx.testing.params import attention_variants
+
+
+def cfg(**kw):
+    base = dict(vocab_size=60, d_model=32, n_layers=2, n_heads=4, d_ff=64, dropout=0.0, max_seq_len=128)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def test_no_torch_transformer_shortcuts():
+    m = effx.build_model(cfg(), "mlm")
+    banned = (torch.nn.TransformerEncoder, torch.nn.TransformerEncoderLayer, torch.nn.MultiheadAttention)
+    assert not any(isinstance(mod, banned) for mod in m.modules())
+
+
+@pytest.mark.parametrize("att_cls,att_cfg", attention_variants())
+def test_layer_and_block_shapes_for_every_attention(att_cls, att_cfg):
+    m = effx.build_model(cfg(attention=AttentionSpec(att_cls.name, att_cfg)), "mlm")
+    x = torch.randn(3, 19, 32)
+    block = m.encoder.blocks[0]
+    assert block.attn(x).shape == (3, 19, 32)
+    assert block(x).shape == (3, 19, 32)
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_pre_and_post_ln(norm):
+    m = effx.build_model(cfg(norm=norm), {"type": "classification", "num_classes": 2})
+    out = m(torch.randint(0, 60, (2, 9)))
+    assert out.shape == (2, 2) and torch.isfinite(out).all()
+    assert isinstance(m.encoder.final_ln, torch.nn.LayerNorm) == (norm == "pre")
+
+
+def test_too_long_input_names_length_limit_and_key():
+    m = effx.build_model(cfg(max_seq_len=16), "mlm")
+    with pytest.raises(effx.SequenceTooLongError) as exc:
+        m(torch.zeros(1, 17, dtype=torch.long))
+    assert str(exc.value) == ("input length 17 exceeds model.max_seq_len=16; truncate the input "
+                              "(data.max_length) or raise model.max_seq_len in the config")
+
+
+def test_mlm_head_tied_to_embedding():
+    m = effx.build_model(cfg(), "mlm")
+    assert m.head.decoder.weight is m.encoder.tok.weight
+    assert m(torch.randint(0, 60, (2, 5))).shape == (2, 5, 60)
+
+
+def test_seeded_build_is_reproducible():
+    # build_model initialises from the global RNG: same global seed -> same weights
+    torch.manual_seed(5); a = effx.build_model(cfg(), "mlm")
+    torch.manual_seed(5); b = effx.build_model(cfg(), "mlm")
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_gradient_checkpointing_same_gradients():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 60, (2, 12))
+    grads = []
+    for gc in (False, True):
+        torch.manual_seed(1)
+        m = effx.build_model(cfg(gradient_checkpointing=gc), {"type": "classification", "num_classes": 2}).train()
+        m(ids).sum().backward()
+        grads.append(m.encoder.blocks[0].attn.qkv.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_long_sequence_4096_sdpa_forward_backward():
+    """Issue 2 'Done when': 2-layer model at N=4096 with sdpa, forward + backward on CPU."""
+    m = effx.build_model(cfg(max_seq_len=4096, d_model=64, n_heads=2, d_ff=128), {"type": "classification", "num_classes": 2})
+    ids = torch.randint(0, 60, (1, 4096))
+    mask = torch.ones(1, 4096, dtype=torch.bool)
+    mask[0, 4000:] = False
+    loss = torch.nn.functional.cross_entropy(m(ids, mask), torch.tensor([1]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+def test_swapping_attention_needs_no_block_change():
+    outs = {}
+    for pos in ("sin", "rope", "relative"):
+        m = effx.build_model(cfg(positional=PositionalSpec(pos)), "mlm")
+        outs[pos] = m(torch.randint(0, 60, (1, 8))).shape
+    assert set(outs.values()) == {(1, 8, 60)}
