@@ -86,3 +86,22 @@ def test_swapping_attention_needs_no_block_change():
         m = effx.build_model(cfg(positional=PositionalSpec(pos)), "mlm")
         outs[pos] = m(torch.randint(0, 60, (1, 8))).shape
     assert set(outs.values()) == {(1, 8, 60)}
+
+
+def test_unsupported_mask_fails_instead_of_being_ignored():
+    class NoMask(effx.Attention):
+        name = "nomask"
+        capabilities = effx.AttentionCapabilities(key_padding_mask=False, attn_mask=False)
+
+        def forward(self, q, k, v, **_):
+            return v
+
+    from effx.model.encoder import MultiHeadAttention
+
+    mha = MultiHeadAttention(8, 2, NoMask(NoMask.Config(), effx.AttentionContext(2, 4, 16)))
+    x = torch.randn(1, 5, 8)
+    assert mha(x).shape == (1, 5, 8)
+    with pytest.raises(effx.CapabilityError, match="does not support a dense attn_mask"):
+        mha(x, attn_mask=torch.ones(5, 5, dtype=torch.bool))
+    with pytest.raises(effx.CapabilityError, match="does not support padding masks"):
+        mha(x, key_padding_mask=torch.ones(1, 5, dtype=torch.bool))

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..components import Attention, PositionalEncoding, PositionMode, RelativeBias
-from ..errors import SequenceTooLongError
+from ..errors import CapabilityError, SequenceTooLongError
 from ..masks import as_bool
 
 
@@ -36,6 +36,7 @@ class MultiHeadAttention(nn.Module):
         rotary: PositionalEncoding | None = None,
     ) -> torch.Tensor:
         b, n, d = x.shape
+        self._check_masks(key_padding_mask, attn_mask)
         qkv = self.qkv(x).view(b, n, 3, self.n_heads, self.head_dim)  # (B, N, 3, H, Dh)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, Dh)
         if rotary is not None:
@@ -43,6 +44,16 @@ class MultiHeadAttention(nn.Module):
         o = self.attention(q, k, v, key_padding_mask=key_padding_mask, attn_mask=attn_mask, rel_bias=rel_bias)
         o = o.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
         return self.out(o)
+
+
+    def _check_masks(self, key_padding_mask, attn_mask) -> None:
+        caps, name = self.attention.capabilities, self.attention.name
+        if attn_mask is not None and not caps.attn_mask:
+            raise CapabilityError(f"attention '{name}' does not support a dense attn_mask; use an attention that "
+                                  f"does (e.g. sdpa) or drop the mask")
+        if key_padding_mask is not None and not caps.key_padding_mask:
+            raise CapabilityError(f"attention '{name}' does not support padding masks; use equal-length batches "
+                                  f"(data.max_length with static padding) or another attention")
 
 
 class Block(nn.Module):
