@@ -45,9 +45,18 @@ def test_vocab_size_from_config_and_wordpiece_pieces(tok):
 
 
 def test_encoding_is_wrapped_in_cls_sep_and_lowercased(tok):
-    enc = tok.encode("Reuters SAID the OIL Prices")
+    enc = tok.encode("Reuters SAID the OIL Price")
     assert enc.ids[0] == SPECIAL["cls"] and enc.ids[-1] == SPECIAL["sep"]
-    assert enc.tokens[1:-1] == ["reuters", "said", "the", "oil", "pri", "##ces"]  # lower-cased WordPiece
+    assert enc.tokens[0] == "[CLS]" and enc.tokens[-1] == "[SEP]"
+    assert enc.tokens[1:5] == ["reuters", "said", "the", "oil"]  # frequent words, lower-cased
+    assert "".join(t.removeprefix("##") for t in enc.tokens[5:-1]) == "price"  # word pieces
+
+
+def test_ids_are_canonical_sorted_order(tok):
+    inv = {i: t for t, i in tok.get_vocab().items()}
+    rest = [inv[i] for i in range(5, tok.get_vocab_size())]
+    words = [t for t in rest if not t.startswith("##")]
+    assert rest == sorted(words) + sorted(t for t in rest if t.startswith("##"))  # trainer order would not be
 
 
 def test_lowercase_off_keeps_case(texts):
@@ -72,9 +81,9 @@ def test_max_length_below_two_is_an_error(tok):
 
 
 def test_unk_rate(tok):
-    assert unk_rate(tok, ["the oil price"]) == 0.0
-    # '\u2603' (snowman) never occurs in the training text: 1 of 4 tokens is [UNK]
-    assert unk_rate(tok, ["the oil \u2603 price"]) == pytest.approx(0.25)
+    assert unk_rate(tok, ["the oil said"]) == 0.0
+    # '\u2603' (snowman) never occurs in the training text: 1 of the 5 tokens is [UNK], specials not counted
+    assert unk_rate(tok, ["the said \u2603 the", "the"]) == pytest.approx(0.2)
     assert unk_rate(tok, []) == 0.0
 
 

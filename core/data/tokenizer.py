@@ -35,12 +35,25 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
                                         special_tokens=SPECIAL_TOKENS, show_progress=False)
     tok.train_from_iterator(texts, trainer)
+    tok.model = models.WordPiece(canonical_vocab(tok.get_vocab()), unk_token="[UNK]", max_input_chars_per_word=100)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", SPECIAL["cls"]), ("[SEP]", SPECIAL["sep"])],
     )
     check_special_ids(tok, "the trained tokenizer")
     return tok
+
+
+def canonical_vocab(vocab: dict[str, int]) -> dict[str, int]:
+    """Special tokens at their fixed ids, then whole words, then ``##`` pieces, each sorted.
+
+    The trainer numbers tokens in hash-map order, which changes from run to run (huggingface/tokenizers
+    issue #1794); WordPiece encoding only depends on the SET of tokens, so sorting makes the ids a
+    function of the vocabulary. (On count ties the trainer may still pick a different token or two; the
+    trained tokenizer is therefore saved with the experiment and in every checkpoint, never retrained.)
+    """
+    rest = sorted((t for t in vocab if t not in SPECIAL_TOKENS), key=lambda t: (t.startswith("##"), t))
+    return {t: i for i, t in enumerate(SPECIAL_TOKENS + rest)}
 
 
 def check_special_ids(tok: Tokenizer, where: str) -> None:
