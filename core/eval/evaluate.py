@@ -1,0 +1,110 @@
+"""``effx eval -exp FT``: score a finetuned classifier on a split and record the result.
+
+Metrics come from the registered metric plugins (built-ins: accuracy, macro_F1, weighted_F1, AUROC -
+binary, or one-vs-rest macro for multiclass). Cost: inference tokens/s and peak memory
+(``max_gpu_mem_MiB`` on GPU, ``peak_rss_MiB`` on CPU). The result is merged into the experiment's
+``eval.json`` under ``results.<split>`` and written to the summary of the experiment's W&B run.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ..errors import EffxError
+from ._io import read_json, write_json
+from .inference import predict_proba
+from .measure import peak_memory, pick_device, reset_peak
+
+SPLITS = ("test", "validation")
+DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def score(y_true: np.ndarray, probs: np.ndarray, registry=None) -> dict[str, float]:
+    """Every registered metric on ``(y_true [n], probs [n, C])``."""
+    from .. import load_registry
+
+    registry = registry or load_registry()
+    return {name: float(registry.get("metric", name).cls()(y_true, probs)) for name in registry.names("metric")}
+
+
+def finetune_dir(exp: str, root: str | Path | None = None) -> Path:
+    from ..train.paths import experiment_dir
+
+    path = experiment_dir("finetune", exp, root)
+    if not path.is_dir():
+        raise EffxError(f"no finetune experiment '{exp}' at {path}; check -exp and --root/EFFX_ROOT")
+    return path
+
+
+def resolved_data(cfg, root: Path):
+    """The data config with relative file paths resolved against the experiments root."""
+    from ..train.paths import resolve_data_path
+
+    d = cfg.data
+    return attrs.evolve(d, **{k: resolve_data_path(getattr(d, k), root) for k in ("train", "validation", "test")})
+
+
+def split_records(cfg, root: Path, split: str, label_names):
+    from ..data import load_splits
+
+    if split not in SPLITS:
+        raise EffxError(f"unknown split '{split}'; use one of: {', '.join(SPLITS)}")
+    splits = load_splits(resolved_data(cfg, root), cfg.seed, label_names=label_names)
+    ds = getattr(splits, split)
+    if ds is None or len(ds) == 0:
+        raise EffxError(f"split '{split}' has no records; set data.{split} to a file or use -split validation")
+    return ds["text"], np.asarray(ds["label"])
+
+
+def merge_eval_json(exp_dir: Path, split: str, result: dict[str, Any]) -> Path:
+    """Add/replace ``results.<split>`` in ``eval.json`` (atomic), keeping the other splits."""
+    data = read_json(exp_dir / "eval.json") or {}
+    data.setdefault("experiment", exp_dir.name)
+    data.setdefault("results", {})[split] = result
+    return write_json(exp_dir / "eval.json", data)
+
+
+def log_wandb(cfg, exp_dir: Path, split: str, result: dict[str, Any]) -> None:
+    """Write the figures into the summary of the experiment's own W&B run (id in wandb_run_id.txt)."""
+    from ..train.wandb_log import WandbLogger
+
+    logger = WandbLogger(cfg.logging.wandb, exp_dir, exp_dir.name, {}, enabled=True, group="finetune")
+    flat = {f"eval/{split}/{k}": v for k, v in result["metrics"].items() if v is not None and math.isfinite(v)}
+    flat.update({f"eval/{split}/{k}": result[k] for k in ("tokens_per_s", result["memory_column"])})
+    logger.summary(flat)
+    logger.finish()
+
+
+def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path | None = None,
+             wandb: bool = True) -> dict[str, Any]:
+    """Score experiment ``exp`` on ``split`` with checkpoint ``ckpt``; returns what is stored in eval.json."""
+    import torch
+
+    from ..train import load_for_inference
+
+    exp_dir = finetune_dir(exp, root)
+    inf = load_for_inference(exp_dir, ckpt=ckpt)
+    cfg = inf.config
+    texts, labels = split_records(cfg, exp_dir.parent.parent, split, inf.label_names)
+    from ..data import encode
+
+    ids = encode(inf.tokenizer, list(texts), cfg.data.max_length)
+    device = pick_device(cfg.train.device)
+    reset_peak(device)
+    dtype = getattr(torch, DTYPES[cfg.train.dtype]) if cfg.train.dtype in DTYPES else None
+    out = predict_proba(inf.model, ids, len(inf.label_names), cfg.train.eval_batch_size, device, dtype)
+    column, mem, kind = peak_memory(device)
+    result = {"metrics": score(labels, out.probs), "n_examples": int(len(labels)),
+              "checkpoint": str(inf.checkpoint_path), "checkpoint_arg": str(ckpt),
+              "tokens_per_s": out.tokens_per_s, "inference_s": out.seconds, column: mem, "mem_kind": kind,
+              "memory_column": column, "device": str(device), "batch_size": cfg.train.eval_batch_size,
+              "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    merge_eval_json(exp_dir, split, result)
+    if wandb:
+        log_wandb(cfg, exp_dir, split, result)
+    return result
