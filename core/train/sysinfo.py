@@ -44,7 +44,7 @@ def versions() -> dict:
     import datasets
     import tokenizers
 
-    return {
+    found = {
         "effx": __version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -53,6 +53,7 @@ def versions() -> dict:
         "datasets": datasets.__version__,
         "numpy": __import__("numpy").__version__,
     }
+    return {k: None if v is None else str(v) for k, v in found.items()}  # plain str (TorchVersion is a class)
 
 
 def plugin_versions(registry) -> list[dict]:

@@ -40,6 +40,11 @@ class MLMTask:
         return total, (labels != IGNORE_INDEX).sum()
 
     @staticmethod
+    def count(batch: dict) -> int:
+        """Masked tokens in a batch (known before the forward pass)."""
+        return int((batch["labels"] != IGNORE_INDEX).sum())
+
+    @staticmethod
     def eval_batch(logits: torch.Tensor, batch: dict) -> dict:
         labels = batch["labels"]  # (B, N)
         sel = labels != IGNORE_INDEX
@@ -70,6 +75,10 @@ class ClassificationTask:
         """``logits (B, C)``, ``labels (B,)`` -> (sum of example losses, B)."""
         labels = batch["labels"]
         return F.cross_entropy(logits.float(), labels, reduction="sum"), torch.tensor(labels.numel())
+
+    @staticmethod
+    def count(batch: dict) -> int:
+        return int(batch["labels"].numel())
 
     @staticmethod
     def eval_batch(logits: torch.Tensor, batch: dict) -> dict:

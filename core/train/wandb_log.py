@@ -7,6 +7,8 @@ overrides it. The run id is created once per experiment, so ``-resume`` continue
 from __future__ import annotations
 
 import os
+import secrets
+import string
 from pathlib import Path
 
 from ..config import WandbConfig
@@ -54,8 +56,7 @@ def ensure_run_id(exp_dir: Path) -> str:
     path = Path(exp_dir) / "wandb_run_id.txt"
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
-    import wandb
-
-    run_id = wandb.util.generate_id()
+    alphabet = string.ascii_lowercase + string.digits
+    run_id = "".join(secrets.choice(alphabet) for _ in range(8))  # W&B's own id format
     atomic_write_text(path, run_id + "\n")
     return run_id
