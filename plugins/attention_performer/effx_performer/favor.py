@@ -1,0 +1,176 @@
+"""Performer attention, FAVOR+ (Choromanski et al., "Rethinking Attention with Performers", ICLR 2021).
+
+Softmax attention ``softmax(Q K^T / sqrt(d)) V`` is replaced by ``phi(Q) (phi(K)^T [V, 1])``
+with positive orthogonal random features ``phi`` (:mod:`effx_performer.features`): O(N M Dh)
+time and O(N M) memory for ``M = nb_features``. Output = numerator / normaliser, both from one
+contraction against ``[V, 1]``.
+
+* ``key_padding_mask``: exact in linear time - a padded key has feature weight exactly 0 and its
+  ``[v, 1]`` row is zeroed, so it enters neither numerator nor normaliser; it is also excluded from
+  the key stabiliser (max).
+* dense ``attn_mask``: honoured exactly by a quadratic fallback that builds the kernel matrix
+  ``phi(Q) phi(K)^T`` ``[B, H, N, N]`` and zeroes masked entries; a one-time warning states the cost.
+* relative-position bias ``[H, 2N-1]``: the kernel is multiplied by ``exp(b(i - j))`` and evaluated
+  in O(N log N) by FFT (:mod:`effx_performer.toeplitz`). RoPE is applied to q, k by the core.
+* features are redrawn every ``redraw_interval`` training forwards (0 = never) from a generator
+  seeded by ``(ctx.seed, draw index)``; the projection and the step counter are buffers, so a
+  checkpoint resumes exactly. A recompute under gradient checkpointing does not count as a step.
+* everything runs in fp32 (autocast disabled inside); both feature maps are bounded (rows of
+  ``phi(Q)`` and all of ``phi(K)`` sum to 1), so fp16/bf16 inputs with large norms give no inf/NaN.
+* attention dropout (``ctx.dropout``) is not applied: there is no attention matrix to drop from.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import attrs
+import torch
+
+import effx
+from effx.masks import attn_mask_4d
+
+from .features import (
+    KEY_DIMS,
+    QUERY_DIMS,
+    key_operands,
+    orthogonal_gaussian,
+    positive_features,
+    query_operands,
+    relu_features,
+    values_with_ones,
+)
+from .fused import FavorLinear
+from .toeplitz import toeplitz_attention
+
+_WARNED: set[str] = set()  # attention types that already warned about the dense-mask fallback
+
+
+@attrs.frozen
+class PerformerConfig:
+    nb_features: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+    redraw_interval: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
+    kernel: Literal["softmax", "relu"] = "softmax"
+
+
+def linear_attention(qp: torch.Tensor, kp: torch.Tensor, v_ext: torch.Tensor) -> torch.Tensor:
+    """``qp, kp [B, H, N, M]``, ``v_ext [B, H, N, E]`` -> ``[B, H, N, E]`` in O(N M E)."""
+    kv = (v_ext.transpose(-2, -1) @ kp).transpose(-2, -1)  # (B, H, M, E): the only reduction over keys
+    return qp @ kv  # (B, H, N, E); written so the gradient of kp comes out contiguous (no copy)
+
+
+def dense_kernel_attention(qp, kp, v_ext, mask: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
+    """Quadratic fallback: ``(phi(Q) phi(K)^T * exp(bias) * mask) [V, 1]`` -> ``[B, H, N, E]``."""
+    a = qp @ kp.transpose(-2, -1)  # (B, H, N, N) - the requested quadratic cost
+    if table is not None:
+        n = qp.shape[2]
+        bias = effx.RelativeBias(table, n).dense()  # (H, N, N)
+        a = a * torch.exp(bias - table.amax(dim=-1)[:, None, None])
+    a = a.masked_fill(~mask, 0.0)
+    return a @ v_ext  # (B, H, N, E)
+
+
+def ratio(out_ext: torch.Tensor) -> torch.Tensor:
+    """``[B, H, N, Dh+1]`` numerator|normaliser -> ``[B, H, N, Dh]``; a row with no key gives 0."""
+    den = out_ext[..., -1:].clamp_min(torch.finfo(out_ext.dtype).tiny)  # (B, H, N, 1)
+    return out_ext[..., :-1] / den
+
+
+def _in_backward() -> bool:
+    """True while autograd runs a backward pass (e.g. a gradient-checkpointing recompute)."""
+    task_id = getattr(torch._C, "_current_graph_task_id", None)
+    return task_id is not None and task_id() != -1
+
+
+def _draw_seed(seed: int, index: int) -> int:
+    return (seed * 1_000_003 + index * 7_919 + 12_345) % (2**63 - 1)
+
+
+class PerformerAttention(effx.Attention):
+    name = "performer_favor"
+    Config = PerformerConfig
+    capabilities = effx.AttentionCapabilities()
+    exact = False
+
+    def __init__(self, config: PerformerConfig, ctx: effx.AttentionContext) -> None:
+        super().__init__(config, ctx)
+        self.register_buffer("projection", self.draw(0))  # (M, Dh)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))  # training forwards seen
+
+    def draw(self, index: int) -> torch.Tensor:
+        """The ``index``-th projection of this layer: a function of ``(ctx.seed, index)`` only."""
+        gen = torch.Generator().manual_seed(_draw_seed(self.ctx.seed, index))
+        return orthogonal_gaussian(self.config.nb_features, self.ctx.head_dim, gen)  # (M, Dh)
+
+    @torch.no_grad()
+    def advance(self) -> None:
+        """Count a training forward; redraw first when ``step`` is a multiple of the interval."""
+        interval = self.config.redraw_interval
+        if not self.training or interval == 0 or _in_backward():
+            return
+        step = int(self.step)
+        if step > 0 and step % interval == 0:  # replaced, not copied into: saved tensors stay valid
+            self.projection = self.draw(step // interval).to(self.projection.device)
+        self.step += 1
+
+    def feature_offset(self, q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, kpm, dense: bool):
+        """Per-(B, H) input scale and per-feature logit offset; FAVOR+ uses neither."""
+        return None, None
+
+    def operands(self, q, k, kpm, dense: bool):
+        """fp32 ``q, k [B, H, N, Dh]`` -> matmul operands of the query and key logits."""
+        scale = q.shape[-1] ** -0.25  # exp(x . y) = exp(q . k / sqrt(Dh)) for x, y = q, k * scale
+        w = self.projection * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
+        coef, offset = self.feature_offset(q, k, w, kpm, dense)
+        sq_scale = scale * scale
+        if coef is not None:  # (B, H, 1)
+            w, sq_scale = w * coef[..., None], sq_scale * coef.square()  # (B, H, M, Dh), (B, H, 1)
+        return query_operands(q, w, offset), key_operands(k, w, kpm, offset, sq_scale)
+
+    def features(self, q, k, kpm, dense: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """fp32 ``q, k [B, H, N, Dh]`` -> ``phi(q), phi(k) [B, H, N, M]`` (autograd path)."""
+        if self.config.kernel == "relu":
+            w = self.projection * q.shape[-1] ** -0.25  # (M, Dh)
+            return relu_features(q, w), relu_features(k, w)
+        (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense)
+        return positive_features(xq, wq, QUERY_DIMS), positive_features(yk, wk, KEY_DIMS)
+
+    def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
+        self.advance()
+        kpm, out_dtype = key_padding_mask, v.dtype
+        with torch.autocast(q.device.type, enabled=False):
+            q, k, v = q.float(), k.float(), v.float()
+            v_ext = values_with_ones(v, kpm)  # (B, H, N, Dh+1)
+            if attn_mask is None and rel_bias is None and self.config.kernel == "softmax":
+                (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense=False)
+                out = FavorLinear.apply(xq, wq, yk, wk, v_ext)  # (B, H, N, Dh+1), the fast path
+            else:
+                out = self.general(q, k, v_ext, kpm, attn_mask, rel_bias)
+            out = ratio(out)  # (B, H, N, Dh)
+        return out.to(out_dtype)
+
+    def general(self, q, k, v_ext, kpm, attn_mask, rel_bias) -> torch.Tensor:
+        """Autograd path for the dense-mask fallback, the FFT relative bias and the ReLU kernel."""
+        qp, kp = self.features(q, k, kpm, dense=attn_mask is not None)  # (B, H, N, M)
+        table = rel_bias.table.float() if rel_bias is not None else None  # (H, 2N-1)
+        if attn_mask is not None:
+            self._warn_quadratic(q.shape)
+            mask = attn_mask_4d(attn_mask, q.shape[0], q.shape[1], q.shape[2])  # (B|1, H|1, N, N)
+            return dense_kernel_attention(qp, kp, v_ext, mask, table)
+        if table is not None:
+            return toeplitz_attention(qp, kp, v_ext, table)
+        return linear_attention(qp, kp, v_ext)
+
+    def _warn_quadratic(self, shape) -> None:
+        if self.name in _WARNED:
+            return
+        _WARNED.add(self.name)
+        b, h, n, _ = shape
+        mib = b * h * n * n * 4 / 2**20
+        warnings.warn(
+            f"{self.name}: a dense attn_mask is honoured by a quadratic fallback that builds the "
+            f"[B, H, N, N] kernel matrix ({b}x{h}x{n}x{n} fp32 = {mib:.1f} MiB per layer, O(N^2) time "
+            f"and memory instead of O(N)); pass only key_padding_mask to keep linear cost",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,95 @@
+"""Forward+backward time and peak memory of the Performer attention layer against its peers.
+
+Each (implementation, N) runs in a fresh subprocess so peak resident memory (``ru_maxrss``) is
+that configuration's alone; "extra peak" = peak minus the resident size after inputs were built.
+Ratios are only meaningful within one run (the machine is shared)::
+
+    python plugins/attention_performer/scripts/bench_speed.py --n 16384 --impls performer_favor performer_pytorch sdpa
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+B, H, DH, M = 1, 4, 64, 256
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def build(impl: str):
+    import torch
+    import torch.nn.functional as F
+
+    if impl in ("performer_favor", "performer_favor_pp"):
+        import effx
+        from effx_performer import PerformerAttention, PerformerPlusPlusAttention
+
+        cls = PerformerAttention if impl == "performer_favor" else PerformerPlusPlusAttention
+        mod = cls(cls.Config(nb_features=M), effx.AttentionContext(H, DH, 1 << 20)).train()
+        return lambda q, k, v: mod(q, k, v)
+    if impl == "performer_pytorch":
+        from performer_pytorch import FastAttention
+
+        mod = FastAttention(dim_heads=DH, nb_features=M, causal=False).train()
+        return lambda q, k, v: mod(q, k, v)
+    if impl == "sdpa":
+        return lambda q, k, v: F.scaled_dot_product_attention(q, k, v)
+    raise SystemExit(f"unknown impl {impl}")
+
+
+def child(impl: str, n: int, reps: int) -> dict:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    torch.manual_seed(0)
+    fn = build(impl)
+    q, k, v = (torch.randn(B, H, n, DH, requires_grad=True) for _ in range(3))
+    base = rss_mib()  # inputs built; everything above this is the configuration's own memory
+    fn(q, k, v).sum().backward()  # warm-up (allocator, lazy init)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn(q, k, v).sum().backward()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"impl": impl, "n": n, "median_s": statistics.median(times), "min_s": min(times),
+            "extra_peak_mib": peak - base}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, nargs="+", default=[16384])
+    p.add_argument("--impls", nargs="+", default=["performer_favor", "performer_pytorch", "sdpa"])
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--child", nargs=2)
+    a = p.parse_args()
+    if a.child:
+        print(json.dumps(child(a.child[0], int(a.child[1]), a.reps)))
+        return
+    for n in a.n:
+        rows = {}
+        for impl in a.impls:
+            out = subprocess.run([sys.executable, __file__, "--child", impl, str(n), "--reps", str(a.reps)],
+                                 capture_output=True, text=True, check=True)
+            rows[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+            r = rows[impl]
+            print(f"N={n:6d} {impl:20s} fwd+bwd median {r['median_s']*1e3:8.1f} ms  min {r['min_s']*1e3:8.1f} ms  "
+                  f"extra peak {r['extra_peak_mib']:7.1f} MiB", flush=True)
+        ref = rows.get("performer_favor")
+        for impl, r in rows.items():
+            if ref and impl != "performer_favor":
+                print(f"N={n:6d} performer_favor vs {impl}: {r['median_s']/ref['median_s']:.2f}x faster, "
+                      f"memory ratio {ref['extra_peak_mib']/max(r['extra_peak_mib'],1e-9):.2f}")
+
+
+if __name__ == "__main__":
+    main()
