@@ -60,11 +60,11 @@ def build_report(source: str | Path, out: str | Path | None = None, metric: str 
     if not source.is_dir():
         raise EffxError(f"-compare {source}: not a folder; pass the folder holding finetune/ and baseline/")
     th = load_thresholds(thresholds)
-    runs = load_runs(source, split, metric)
+    out = Path(out) if out is not None else source / "report"
+    runs = load_runs(source, split, metric, exclude=out)
     if not runs:
         raise EffxError(f"no finetune or baseline experiments found under {source}; run `effx finetune` or `effx baseline` first")
     _check_metric(runs, metric)
-    out = Path(out) if out is not None else source / "report"
     results = add_pass_wnf(results_table(runs, split), th)
     failed = failed_table(runs)
     files = _write_all(out, results, failed, runs, metric, split, source, th)

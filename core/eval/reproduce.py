@@ -11,9 +11,11 @@ folders without training.
 from __future__ import annotations
 
 import shlex
-import shutil
 from pathlib import Path
 
+import yaml
+
+from ..config import dump_yaml
 from ._io import read_json, write_text
 from .runs import Run
 
@@ -58,13 +60,22 @@ def _checkpoint_arg(ref: object, pre: str) -> str:
     text = str(ref or "best")
     if text in ("best", "last"):
         return text
+    if Path(text).name in ("ckpt_best.pt", "ckpt_last.pt"):
+        return Path(text).stem.removeprefix("ckpt_")
     return f'"$ROOT/pretrain/{pre}/{Path(text).name}"'
 
 
 def _stage_config(run_dir: Path, kind: str, name: str, out: Path) -> None:
-    dest = out / "configs" / kind / name / "config.yaml"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / "config.yaml", dest)
+    """Copy the saved config; relative data paths (relative to the original root) become absolute."""
+    data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    root = run_dir.parent.parent
+    section = data.get("data") if isinstance(data, dict) else None
+    for key in ("train", "validation", "test"):
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (root / value).exists():
+            section[key] = str((root / value).resolve())
+    note = f"# saved config of {kind}/{name} from {run_dir} (data paths made absolute)\n"
+    write_text(out / "configs" / kind / name / "config.yaml", note + dump_yaml(data))
 
 
 def _eval_lines(run: Run, prefix: str) -> list[str]:

@@ -25,6 +25,8 @@ IGNORED_PREFIXES = ("seed", "logging.", "checkpoint.", "pretrain.", "tokenizer.p
                     "train.log_every_steps", "train.eval_every_steps", "train.device", "train.eval_batch_size",
                     "like", "kind", "name")
 DATA_IGNORED = ("data.num_workers", "data.length_bucketing", "data.max_length")
+INT_COLUMNS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "seq_len", "batch_size", "grad_accum_steps",
+               "epochs", "tokenizer_vocab_size", "num_parameters", "n_seeds", "n_failed")
 FAMILY_ORDER = ("SDPA", "Performer", "Reformer", "TF-IDF+LR", "other")
 
 
@@ -62,10 +64,12 @@ def data_id(run: Run) -> str:
 
 
 def device_of(run: Run) -> str:
+    """``cuda: <GPU name>`` / ``cpu: <processor>`` from run_info.json."""
     dev = run.info.get("device")
     if isinstance(dev, dict):
-        dev = dev.get("name") or dev.get("type")
-    return str(dev or run.config.get("train.device") or "unknown")
+        kind, name = dev.get("type"), dev.get("name")
+        return f"{kind}: {name}" if kind and name else str(kind or name or "unknown")
+    return str(dev or "unknown")
 
 
 def compare_group(run: Run) -> str:
@@ -88,7 +92,8 @@ def _describe(run: Run) -> dict[str, Any]:
         "attention_type": att_type, "attention_params": json.dumps(att, sort_keys=True) if att else "",
         "positional": c.get("model.positional.type", ""), "d_model": c.get("model.d_model"),
         "n_layers": c.get("model.n_layers"), "n_heads": c.get("model.n_heads"), "d_ff": c.get("model.d_ff"),
-        "max_seq_len": c.get("model.max_seq_len"), "seq_len": c.get("data.max_length"),
+        "max_seq_len": c.get("model.max_seq_len"),
+        "seq_len": None if run.kind == "baseline" else c.get("data.max_length"),
         "batch_size": c.get("train.batch_size"), "grad_accum_steps": c.get("train.grad_accum_steps"),
         "lr": c.get("train.optimizer.lr"), "epochs": c.get("train.epochs"), "dtype": c.get("train.dtype"),
         "pooling": c.get("head.pooling"), "tokenizer_vocab_size": c.get("tokenizer.vocab_size"),
@@ -158,6 +163,7 @@ def results_table(runs: list[Run], split: str) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    df = df.astype({c: "Int64" for c in INT_COLUMNS})
     order = {f: i for i, f in enumerate(FAMILY_ORDER)}
     df["_fam"] = df["family"].map(order)
     return df.sort_values(["_fam", "variant", "config_id"], kind="stable").drop(columns="_fam").reset_index(drop=True)

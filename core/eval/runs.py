@@ -71,17 +71,29 @@ def experiment_kind(folder: Path) -> str | None:
     cfg = _read_yaml(folder / "config.yaml") or {}
     if cfg.get("kind") == "baseline":
         return "baseline"
+    if folder.parent.name == "pretrain" or (cfg.get("head") or {}).get("type") == "mlm":
+        return None  # pretraining (masked-language modelling) is not a classifier
     if (folder / "resolved_config.yaml").exists() or folder.parent.name == "finetune":
         return "finetune"
     return None
 
 
-def find_experiments(root: str | Path) -> list[Path]:
-    """Every finetune or baseline folder under ``root`` (which may itself be one), sorted."""
-    root = Path(root)
+RUN_FILES = ("status.json", "metrics.csv", "resolved_config.yaml", "eval.json")
+
+
+def find_experiments(root: str | Path, exclude: Path | None = None) -> list[Path]:
+    """Every finetune or baseline folder under ``root`` (which may itself be one) that has been run.
+
+    A folder counts once it holds a run file (:data:`RUN_FILES`); ``exclude`` (the report folder,
+    with its saved configs and reproduced runs) is never scanned.
+    """
+    root = Path(root).resolve()
+    skip = exclude.resolve() if exclude is not None else None
     candidates = [root] if (root / "config.yaml").exists() else []
     candidates += sorted(p.parent for p in root.rglob("config.yaml") if p.parent != root)
-    return [p for p in candidates if experiment_kind(p) is not None]
+    return [p for p in candidates
+            if not (skip is not None and p.is_relative_to(skip)) and any((p / f).exists() for f in RUN_FILES)
+            and experiment_kind(p) is not None]
 
 
 def _pretrain_config(resolved: dict, folder: Path) -> dict[str, Any]:
@@ -143,17 +155,24 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(df[name], errors="coerce") if name in df else pd.Series(dtype=float)
 
 
+def _per_epoch(df: pd.DataFrame, col: str) -> pd.Series:
+    """The last non-empty value of ``col`` in each epoch (rows of any split)."""
+    vals = df.assign(_v=_col(df, col)).dropna(subset=["_v"])
+    if vals.empty:
+        return vals["_v"]
+    return vals.groupby("epoch", sort=True)["_v"].last() if "epoch" in vals else vals["_v"]
+
+
 def training_cost(df: pd.DataFrame | None, ev: dict, split: str) -> dict[str, Any]:
-    """time/epoch (mean over epochs), training tokens/s (mean), peak memory (max) and its kind."""
+    """time/epoch (mean over epochs), training tokens/s (mean of train rows), peak memory (max) and its kind."""
     cost: dict[str, Any] = {"time_per_epoch_s": math.nan, "train_tokens_per_s": math.nan,
                             "peak_mem_MiB": math.nan, "mem_kind": ""}
     if df is not None and "split" in df:
-        tr = df[df["split"] == "train"]
-        cost["time_per_epoch_s"] = _col(tr, "time_per_epoch_s").dropna().mean()
-        cost["train_tokens_per_s"] = _col(tr, "tokens_per_s").dropna().mean()
-        mem = _col(tr, "peak_mem_MiB")
-        cost["peak_mem_MiB"] = mem.dropna().max() if mem.notna().any() else math.nan
-        kinds = tr["mem_kind"].dropna().unique().tolist() if "mem_kind" in tr else []
+        cost["time_per_epoch_s"] = float(_per_epoch(df, "time_per_epoch_s").mean())
+        cost["train_tokens_per_s"] = float(_col(df[df["split"] == "train"], "tokens_per_s").dropna().mean())
+        mem = _col(df, "peak_mem_MiB").dropna()
+        cost["peak_mem_MiB"] = float(mem.max()) if len(mem) else math.nan
+        kinds = df["mem_kind"].dropna().unique().tolist() if "mem_kind" in df else []
         cost["mem_kind"] = str(kinds[-1]) if kinds else ""
     res = ((ev.get("results") or {}).get(split) or {})
     cost["infer_tokens_per_s"] = float(res.get("tokens_per_s") or math.nan)
@@ -192,5 +211,6 @@ def load_run(folder: Path, split: str = "validation", metric: str = "macro_F1") 
                metrics=metrics, metrics_source=source, cost=training_cost(df, ev, split), info=info)
 
 
-def load_runs(root: str | Path, split: str = "validation", metric: str = "macro_F1") -> list[Run]:
-    return [load_run(p, split, metric) for p in find_experiments(root)]
+def load_runs(root: str | Path, split: str = "validation", metric: str = "macro_F1",
+              exclude: Path | None = None) -> list[Run]:
+    return [load_run(p, split, metric) for p in find_experiments(root, exclude)]

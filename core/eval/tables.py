@@ -37,7 +37,7 @@ def rank_by_cost(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _fmt(x, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
