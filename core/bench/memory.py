@@ -1,8 +1,9 @@
 """Peak-memory measurement that can be trusted.
 
 CPU: every configuration runs in a fresh process forked from an idle server that has imported
-torch but never run a tensor op. In that process the kernel's resident-set high-water mark
-(``VmHWM``) is reset through ``/proc/self/clear_refs`` after warming the BLAS thread pool, the
+torch but never run a tensor op. That process first runs the same workload once at N=128, B=1 and
+drops it (so code pages, thread pools and lazily initialised kernels are resident), then resets
+the kernel's resident-set high-water mark (``VmHWM``) through ``/proc/self/clear_refs``; the
 idle resident set is recorded as the *baseline*, and the peak reported is ``VmHWM - baseline``
 ("extra peak"), with the baseline reported beside it. A fresh process matters: in a long-lived one,
 memory freed by an earlier configuration stays resident in the allocator's heap and is silently
@@ -34,8 +35,9 @@ def rss_mib(pid: int | str = "self") -> float | None:
     return None if kib is None else kib / 1024
 
 
-def hwm_mib() -> float | None:
-    kib = _status_kib("VmHWM")
+def hwm_mib(pid: int | str = "self") -> float | None:
+    """Resident high-water mark (peak RSS since start or the last :func:`reset_hwm`) in MiB."""
+    kib = _status_kib("VmHWM", pid)
     return None if kib is None else kib / 1024
 
 

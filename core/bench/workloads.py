@@ -160,7 +160,7 @@ class StepWorkload:
 
 
 def build(spec: dict):
-    if spec["suite"] in ("step", "train"):
+    if spec["suite"] in ("step", "train", "savers"):
         return StepWorkload(spec)
     if spec["source"] == "peer":
         return peer_layer(spec)

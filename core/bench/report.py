@@ -1,0 +1,102 @@
+"""Bench outputs: ``results.csv``, ``machine.json``, log-log PNG plots and ``summary.md``.
+
+Every file is written atomically (temporary file + ``os.replace``), so an interrupted run never
+leaves a half-written result behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = [
+    "suite", "label", "type", "source", "exact", "seq_len", "batch", "micro_batches", "checkpointing", "dtype",
+    "device", "threads", "reps", "fwd_ms", "fwdbwd_ms", "fwd_tokens_per_s", "fwdbwd_tokens_per_s",
+    "fwd_peak_mib", "fwdbwd_peak_mib", "baseline_mib", "rel_err", "status", "reason",
+]
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in df:
+            df[col] = math.nan
+    tokens = df["batch"] * df["seq_len"]
+    df["fwd_tokens_per_s"] = tokens / (df["fwd_ms"] / 1000)
+    df["fwdbwd_tokens_per_s"] = tokens / (df["fwdbwd_ms"] / 1000)
+    return df[COLUMNS]
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, df.to_csv(index=False, float_format="%.6g"))
+
+
+def plot(df: pd.DataFrame, suite: str, what: str, path: Path, title: str) -> bool:
+    """Log-log plot of fwd+bwd (solid) and forward (dashed) time, or peak memory, against N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = df[(df["suite"] == suite) & (df["status"] == "ok")]
+    if ok.empty:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    cols = ("fwdbwd_ms", "fwd_ms") if what == "time" else ("fwdbwd_peak_mib", "fwd_peak_mib")
+    for i, (label, g) in enumerate(ok.groupby("label", sort=False)):
+        color = f"C{i % 10}"
+        ax.plot(g["seq_len"], g[cols[0]], "o-", color=color, label=label)
+        if g[cols[1]].notna().any():
+            ax.plot(g["seq_len"], g[cols[1]], "x--", color=color, alpha=0.6)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length N")
+    ax.set_ylabel("time per step [ms]" if what == "time" else "extra peak memory [MiB]")
+    ax.set_title(title + "  (solid: fwd+bwd, dashed: forward)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+def _fmt(x, spec: str) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return format(x, spec)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def results_table(df: pd.DataFrame, suite: str) -> str:
+    sub = df[df["suite"] == suite]
+    header = ["attention", "N", "B", "fwd ms", "fwd+bwd ms", "fwd+bwd tok/s", "fwd peak MiB",
+              "fwd+bwd peak MiB", "rel err", "note"]
+    rows = [[r.label, r.seq_len, r.batch, _fmt(r.fwd_ms, ".1f"), _fmt(r.fwdbwd_ms, ".1f"),
+             _fmt(r.fwdbwd_tokens_per_s, ",.0f"), _fmt(r.fwd_peak_mib, ".1f"), _fmt(r.fwdbwd_peak_mib, ".1f"),
+             _fmt(r.rel_err, ".3g"), "" if r.status == "ok" else f"{r.status}: {r.reason}"]
+            for r in sub.itertuples()]
+    return md_table(header, rows)
+
+
+def write_json(obj: dict, path: Path) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")

@@ -1,0 +1,75 @@
+"""``effx bench``: measure every attention type over N and write the CSV, plots and tables."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import attrs
+
+from . import machine, plan, report, targets
+from .runner import forkserver, run_isolated, run_rows
+from .settings import BenchSettings, validate
+
+
+def measure_roofline(ctx, s: BenchSettings, quick: bool) -> dict:
+    spec = {"suite": "roofline", "device": s.device, "threads": s.threads, "quick": quick, "mem_cap_gib": s.mem_cap_gib}
+    return run_isolated(ctx, spec, mem_cap_gib=max(s.mem_cap_gib, 1.0), hard_timeout_s=300)
+
+
+def summary_markdown(df, meta: dict, roof: dict, lines: list[dict], command: str) -> str:
+    parts = [f"# effx bench results\n\nCommand: `{command}`\n",
+             "## Machine\n\n" + report.md_table(["key", "value"], [[k, v] for k, v in meta.items()]) + "\n"]
+    if roof.get("status") == "ok":
+        parts.append(
+            f"## Matmul roofline\n\nfp32 {roof['roofline_size']}^3: **{roof['fp32_gflops']:.0f} GFLOP/s**; at "
+            f"{roof['small_size']}^3: fp32 {roof['fp32_small_gflops']:.1f}, bf16 {roof['bf16_small_gflops']:.1f}, "
+            f"fp16 {roof['fp16_small_gflops']:.2f} GFLOP/s (fp16/fp32 = 1/"
+            f"{roof['fp32_small_gflops'] / max(roof['fp16_small_gflops'], 1e-9):.0f}).\n")
+    titles = {"layer": "Attention layer alone (q, k, v [B, H, N, Dh] -> out)",
+              "step": "Encoder training step (forward + backward + AdamW)"}
+    for suite, title in titles.items():
+        if (df["suite"] == suite).any():
+            parts.append(f"## {title}\n\n![time](time_{suite}.png) ![memory](memory_{suite}.png)\n\n"
+                         + report.results_table(df, suite) + "\n")
+    if lines:
+        parts.append("## Targets of issue 6\n\n" + report.md_table(
+            ["target", "measured", "met"], [[t["target"], t["measured"], t["met"]] for t in lines]) + "\n")
+    return "\n".join(parts)
+
+
+def run_bench(s: BenchSettings, out: Path, command: str = "effx bench", quick: bool = False,
+              echo: Callable[[str], None] = lambda line: None) -> dict:
+    """Run the bench described by ``s``; write everything under ``out``; return the file paths."""
+    from ..plugins import load_registry
+
+    s = validate(s)
+    registry = load_registry()
+    specs = plan.plan(s, registry)  # unknown --types fail here, before anything runs
+    meta = machine.describe(s.device, s.dtype, s.threads)
+    ctx = forkserver()
+    roof = measure_roofline(ctx, s, quick)
+    meta["threads"] = roof.get("threads", s.threads)
+    echo(f"machine: {meta['host_cpu']}, {meta['cpu_cores_usable']} cores, {meta['threads']} threads, "
+         f"torch {meta['torch']}, {s.device} {s.dtype}; roofline {roof.get('fp32_gflops', float('nan')):.0f} GFLOP/s")
+    rows = run_rows(ctx, specs, s.mem_cap_gib, s.time_cap_s, echo)
+    meta["load_average_end"] = machine.load_average()
+    df = report.frame(rows)
+    lines = targets.evaluate(df, roof, s)
+    meta.update(settings=attrs.asdict(s), command=command, peers={p: plan.PEERS[p][1] for p in plan.available_peers()})
+    return write_outputs(out, df, meta, roof, lines, command)
+
+
+def write_outputs(out: Path, df, meta: dict, roof: dict, lines: list[dict], command: str) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "results.csv", "machine": out / "machine.json", "summary": out / "summary.md"}
+    report.write_csv(df, paths["csv"])
+    report.write_json({**meta, "roofline": roof, "targets": lines}, paths["machine"])
+    for suite in ("layer", "step"):
+        for what in ("time", "memory"):
+            path = out / f"{what}_{suite}.png"
+            if report.plot(df, suite, what, path, f"{suite}: {what} vs N ({meta['device']} {meta['dtype']})"):
+                paths[f"{what}_{suite}"] = path
+    flat = {k: v for k, v in meta.items() if not isinstance(v, dict)}
+    flat["allocator_env"] = ", ".join(f"{k}={v or '(unset)'}" for k, v in meta["allocator_env"].items())
+    report.atomic_write(paths["summary"], summary_markdown(df, flat, roof, lines, command))
+    return paths

@@ -1,0 +1,124 @@
+"""Unit tests of the bench's measuring and bookkeeping (no subprocess)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from effx.bench import memory, runner, targets
+from effx.bench.report import frame
+from effx.bench.roofline import encoder_step_flops
+from effx.bench.settings import BenchSettings, parse_int_list
+from effx.bench.workloads import LayerWorkload, fidelity_rows
+from effx.errors import ConfigError
+
+
+def test_peak_meter_measures_an_allocation_honestly():
+    meter = memory.PeakMeter("cpu")
+    meter.start()
+    x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    del x
+    extra = meter.extra()
+    assert 60 < extra < 80, extra  # the peak survives the free; nothing much else counted
+
+
+def test_extrapolation_and_predicted_skips():
+    hist = [{"seq_len": 1024, "status": "ok", "fwdbwd_peak_mib": 100.0, "fwdbwd_ms": 100.0},
+            {"seq_len": 2048, "status": "ok", "fwdbwd_peak_mib": 400.0, "fwdbwd_ms": 200.0}]
+    assert runner._extrapolate([(1024, 100.0), (2048, 400.0)], 4096) == pytest.approx(1600.0)  # slope 2
+    assert runner._extrapolate([(2048, 400.0)], 4096) == pytest.approx(1600.0)  # one point: quadratic
+    reason = runner.predicted_skip(hist, 4096, mem_cap_gib=1.0, time_cap_s=100)
+    assert reason.startswith("predicted peak 1.6 GiB > memory cap 1 GiB")
+    assert runner.predicted_skip(hist, 4096, mem_cap_gib=2.0, time_cap_s=100) is None
+    assert "time cap 0.3 s" in runner.predicted_skip(hist, 4096, mem_cap_gib=2.0, time_cap_s=0.3)
+    failed = hist + [{"seq_len": 4096, "status": "failed"}]
+    assert runner.predicted_skip(failed, 8192, 100, 100) == "not run: N=4096 was already failed"
+
+
+def test_over_cap_marks_a_run_that_slipped_past_the_watchdog():
+    ok = {"status": "ok", "fwd_peak_mib": 10.0, "fwdbwd_peak_mib": 2000.0}
+    assert runner.over_cap(ok, 1.0)["status"] == "skipped"
+    assert runner.over_cap(ok, 2.0)["status"] == "ok"
+
+
+def test_encoder_flops_by_hand():
+    # one layer, B=1, N=2, d=4, dff=8: dense 2*2*4*(16+16)=512, attention 2*2*1*4*4=64, x3 for fwd+bwd
+    assert encoder_step_flops(1, 2, 4, 1, 8, exact_attention=True) == 3 * (512 + 64)
+    assert encoder_step_flops(1, 2, 4, 1, 8, exact_attention=False) == 3 * 512
+    # the issue's configuration: 4 layers, d 256, dff 1024, B 32, N 512
+    assert encoder_step_flops(32, 512, 256, 4, 1024, True) == pytest.approx(412.3e9, rel=1e-3)
+
+
+def test_parse_int_list():
+    assert parse_int_list("1024, 512,512", "seq-lens") == (512, 1024)
+    with pytest.raises(ConfigError, match="--seq-lens: expected comma-separated integers"):
+        parse_int_list("512,1k", "seq-lens")
+    with pytest.raises(ConfigError, match="positive"):
+        parse_int_list("0", "seq-lens")
+
+
+def test_fidelity_reference_is_exact_attention():
+    spec = {"device": "cpu", "dtype": "fp32", "batch": 1, "heads": 2, "n": 64, "head_dim": 8, "fidelity_rows": 16}
+    work = LayerWorkload(spec, torch.nn.functional.scaled_dot_product_attention, torch.nn.Identity())
+    assert work.fidelity(work.forward()) < 1e-6
+    uniform = LayerWorkload(spec, lambda q, k, v: v.mean(-2, keepdim=True).expand_as(v), torch.nn.Identity())
+    assert uniform.fidelity(uniform.forward()) > 0.1
+    assert len(fidelity_rows(1000, 16)) == 16 and fidelity_rows(8, 16).tolist() == list(range(8))
+
+
+def test_shared_qk_reference_matches_dense_shared_qk_attention():
+    spec = {"device": "cpu", "dtype": "fp32", "batch": 1, "heads": 1, "n": 32, "head_dim": 8, "fidelity_rows": 32}
+
+    def shared_qk(q, k, v):
+        kn = torch.nn.functional.normalize(q, dim=-1)
+        s = q @ kn.transpose(-2, -1) / 8**0.5  # (B, H, N, N)
+        s = s.masked_fill(torch.eye(q.shape[-2], dtype=torch.bool), -5e4)
+        return s.softmax(-1) @ v
+
+    work = LayerWorkload(spec, shared_qk, torch.nn.Identity(), shared_qk=True)
+    assert work.fidelity(work.forward()) < 1e-6
+
+
+def _rows():
+    rows = []
+    for n, fused, perf, peer in [(512, 10, 12, 20), (1024, 30, 20, 40), (2048, 100, 40, 80), (4096, 400, 80, 160)]:
+        for label, ms, src, exact in [("sdpa[fused]", fused, "effx", True), ("performer_favor", perf, "effx", False),
+                                      ("performer-pytorch", peer, "peer", False)]:
+            rows.append({"suite": "layer", "label": label, "source": src, "exact": exact, "seq_len": n, "batch": 1,
+                         "fwdbwd_ms": ms, "fwdbwd_peak_mib": n / 8 if not exact else n / 4, "status": "ok"})
+    rows += [{"suite": "step", "label": "sdpa[fused]", "source": "effx", "exact": True, "seq_len": 512, "batch": 32,
+              "fwdbwd_ms": 1000.0, "fwdbwd_peak_mib": 1000.0, "status": "ok"},
+             {"suite": "step", "label": "performer_favor", "source": "effx", "exact": False, "seq_len": 512,
+              "batch": 32, "fwdbwd_ms": 850.0, "fwdbwd_peak_mib": 650.0, "status": "ok"}]
+    return frame(rows)
+
+
+def test_targets_from_rows():
+    df = _rows()
+    assert targets.break_even(df, "performer_favor") == 1024
+    assert targets.break_even(df, "performer-pytorch") == 2048
+    assert targets.memory_slope(df, "performer_favor") == pytest.approx(1.0)
+    peers = targets.peer_rows(df)
+    assert peers[-1]["seq_len"] == 4096 and peers[-1]["speedup"] == pytest.approx(2.0)
+    rule = targets.cost_rules(df)[0]
+    assert rule["time_cut"] == pytest.approx(0.15) and rule["mem_cut"] == pytest.approx(0.35) and rule["holds"]
+    roof = targets.roofline_rows(df, {"status": "ok", "fp32_gflops": 800.0}, BenchSettings())
+    assert roof[0]["fraction"] == pytest.approx(412.3 / 800, rel=1e-3)
+    lines = {t["target"]: t["met"] for t in targets.evaluate(df, {"status": "ok", "fp32_gflops": 800.0}, BenchSettings())}
+    assert lines["performer_favor faster than sdpa[fused] (fwd+bwd) from N=1024"] == "yes"
+    assert lines["sdpa[fused] training step N=512 B=32: >= 50 % of fp32 matmul roofline"] == "yes"
+
+
+def test_settings_refuse_fp16_cpu_and_bad_sizes():
+    from effx.bench.settings import validate
+
+    with pytest.raises(ConfigError, match="fp16 on CPU is refused"):
+        validate(BenchSettings(dtype="fp16", device="cpu"))
+    with pytest.raises(ConfigError, match="--reps must be positive"):
+        validate(BenchSettings(reps=0))
+    assert validate(BenchSettings(dtype="bf16")).dtype == "bf16"
+
+
+def test_frame_keeps_column_order_for_partial_rows():
+    df = frame([{"suite": "layer", "label": "x", "seq_len": 4, "batch": 2, "status": "skipped", "reason": "r"}])
+    assert df.iloc[0]["reason"] == "r" and pd.isna(df.iloc[0]["fwdbwd_tokens_per_s"])
