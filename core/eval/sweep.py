@@ -122,8 +122,9 @@ def _varying(combos: list[dict[str, Any]]) -> list[str]:
 
 
 def _name(prefix: str, combo: dict, keys: list[str]) -> str:
-    parts = [f"s{combo[k]}" if k == "seed" else _slug(combo.get(k, "default")) for k in keys]
-    return "-".join([prefix, *parts]) if parts else prefix
+    """``prefix-<value>-<value>...`` over the varying keys this combination sets (seeds as ``s<N>``)."""
+    parts = [f"s{combo[k]}" if _strip(k) == "seed" else _slug(combo[k]) for k in keys if k in combo]
+    return "-".join([prefix, *parts])
 
 
 def _baseline_key(combo: dict[str, Any]) -> str:
