@@ -53,7 +53,7 @@ class SweepSpec:
     pretrain_template: Optional[str] = None
     finetune_template: Optional[str] = None
     fixed: dict[str, Any] = attrs.Factory(dict)
-    grid: dict[str, list] = attrs.Factory(dict)
+    grid: dict[str, Any] = attrs.Factory(dict)  # key -> list of values (checked in combinations)
     variants: list[dict[str, Any]] = attrs.Factory(list)
     eval_splits: list[str] = attrs.Factory(lambda: ["validation", "test"])
     baseline: bool = True
@@ -166,6 +166,7 @@ def load_spec(path: str | Path) -> tuple[SweepSpec, Path]:
     spec = structure(load_yaml(path), SweepSpec, root=path.name)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", spec.name):
         raise ConfigError(f"{path.name}: name {spec.name!r} must use letters, digits, '.', '_' or '-'")
+    plan(spec)  # every key routable, every grid value a list, names distinct
     for split in spec.eval_splits:
         if split not in ("validation", "test"):
             raise ConfigError(f"{path.name}: eval_splits: unknown split '{split}'; use validation and/or test")
