@@ -321,7 +321,7 @@ class Session:
         step = payload["position"]["step"] if payload else 0
         epoch = payload["position"]["epoch"] if payload else 0
         if precision.warning:
-            self.notes.append(("warning", precision.warning, {"event": "warning", "message": precision.warning}))
+            self.notes.append(("warning", precision.warning, {"event": "warning"}))
         if not self.dist.main:
             return
         files.status("running", step, epoch)
