@@ -1,0 +1,323 @@
+"""Chunked attention over hash-sorted slots: the engine shared by the Reformer attention types.
+
+Reformer (Kitaev, Kaiser & Levskaya, "Reformer: The Efficient Transformer", ICLR 2020, Sec. 3):
+for every hash round ``r`` a permutation sorts the queries (and keys) so that vectors hashed alike
+are adjacent; the sorted sequence is cut into chunks of ``bs`` slots and query chunk ``c`` attends
+to key chunks ``c-1, c, c+1`` of the same round (the paper looks one chunk back; a bidirectional
+encoder also looks one forward). Each round yields an output normalised by its own log-sum-exp;
+the rounds are combined with weights ``softmax_r(lse_r)``, which equals one softmax over the union
+of the compared pairs provided no pair is counted twice. A pair compared in several rounds is
+therefore kept only in the first round that compares it (equivalent to the paper's ``-log(count)``
+correction, at half the comparisons).
+
+Where memory goes (T = B*H*R*N/bs chunks): one score buffer ``(T, bs, 3*bs)`` that becomes the
+probabilities in place and is kept for backward, and its gradient in backward. Keys and values
+are one padded sorted copy ``((T+2)*bs, Dh)`` read through overlapping strided windows, never
+copied three times. There is no ``N x N`` tensor; a dense ``attn_mask`` is gathered only for the
+compared pairs.
+"""
+from __future__ import annotations
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from effx.masks import attn_mask_4d
+
+MASKED = -1e30  # score of a pair that may not be attended (finite, so softmax never sees -inf - -inf)
+SELF = -1e5  # shared-QK score of a token with itself: used only when no other key is allowed
+DEAD = -1e29  # a row maximum below this means the query compared no allowed key
+DUP_SCALE = 1e33  # chunk ids are stored times this (fp32-exact enough below 2**16 chunks)
+
+
+def windows(x: torch.Tensor, bs: int, t: int) -> torch.Tensor:
+    """Contiguous ``((T+2)*bs, *F)`` padded rows -> overlapping view ``(T, 3*bs, *F)``: chunk c sees c-1..c+1."""
+    inner = x.stride(0)
+    return x.as_strided((t, 3 * bs, *x.shape[1:]), (bs * inner, *x.stride()))
+
+
+def window_grad(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Transpose of the window product: ``w (T, bs, 3bs)``, ``x (T, bs, D)`` -> ``((T+2)*bs, D)``.
+
+    Row block ``j`` of window ``c`` belongs to padded chunk ``c + j``; each block accumulates in place.
+    """
+    t, bs, d = x.shape
+    out = x.new_zeros(t + 2, bs, d)  # (T+2, bs, D)
+    for j in range(3):  # the three key blocks of a window, not a loop over chunks
+        out[j:j + t].baddbmm_(w[:, :, j * bs:(j + 1) * bs].transpose(1, 2), x)
+    return out.view(-1, d)
+
+
+def softmax_(s: torch.Tensor) -> torch.Tensor:
+    """In place: scores ``(T, bs, 3bs)`` -> probabilities. Returns the log-sum-exp ``(T, bs)``.
+
+    A query with no allowed key gets an all-zero row and ``lse = MASKED`` (weight 0 when rounds mix).
+    """
+    m = s.amax(-1)  # (T, bs)
+    torch.softmax(s, -1, out=s)
+    lse = m - s.amax(-1).log()  # max prob = 1 / sum(exp(s - m))
+    dead = m < DEAD
+    if bool(dead.any()):
+        s.masked_fill_(dead.unsqueeze(-1), 0.0)
+        lse = lse.masked_fill(dead, MASKED)
+    return lse
+
+
+@attrs.frozen
+class ScoreMasks:
+    """Everything that edits the scores in place before the softmax (none of it is differentiable).
+
+    ``key_bias (T, 1, 3bs)``: 0 or MASKED per window key (padding, chunks outside the round).
+    ``allowed (T, bs, 3bs)``: the user's dense attn_mask gathered for the compared pairs, or None.
+    ``q_chunks (T, bs, R)`` / ``k_chunks (T, 3bs, R)``: chunk of each slot's token in every round
+    (for duplicate removal), or None. ``shape = (B*H, R, nc, bs)``.
+    """
+
+    key_bias: torch.Tensor
+    self_score: bool
+    allowed: torch.Tensor | None
+    q_chunks: torch.Tensor | None
+    k_chunks: torch.Tensor | None
+    shape: tuple
+
+    def apply_(self, s: torch.Tensor) -> None:
+        t, bs, _ = s.shape
+        if self.self_score:  # diagonal of the centre block: slot i of chunk c against itself
+            s.as_strided((t, bs), (s.stride(0), s.stride(1) + 1), s.storage_offset() + bs).fill_(SELF)
+        s.add_(self.key_bias)
+        if self.allowed is not None:
+            s.masked_fill_(~self.allowed, MASKED)
+        if self.q_chunks is not None:
+            self._drop_duplicates_(s)
+
+    def _drop_duplicates_(self, s: torch.Tensor) -> None:
+        """Mask in round r every pair already compared in a round r' < r: |chunk_r'(q) - chunk_r'(k)| <= 1.
+
+        Chunk ids arrive pre-scaled by ``DUP_SCALE``, so ``|a - b| - 1.5 * DUP_SCALE`` is already the
+        penalty: <= -0.5 * DUP_SCALE (masked) for neighbours, >= +0.5 * DUP_SCALE (no effect) otherwise.
+        """
+        bh, r, nc, bs = self.shape
+        s5 = s.view(bh, r, nc, bs, 3 * bs)
+        cq = self.q_chunks.view(bh, r, nc, bs, r)
+        ck = self.k_chunks.view(bh, r, nc, 3 * bs, r)
+        buf = torch.empty(s5[:, 1:].numel(), device=s.device)
+        for rp in range(r - 1):  # earlier round r'; all later rounds at once
+            later = s5[:, rp + 1:]  # (BH, R-r'-1, nc, bs, 3bs)
+            pen = torch.sub(cq[:, rp + 1:, :, :, rp, None], ck[:, rp + 1:, :, None, :, rp],
+                            out=buf[:later.numel()].view(later.shape))
+            pen.abs_().sub_(1.5 * DUP_SCALE)
+            torch.minimum(later, pen, out=later)
+
+
+class LSHCore(torch.autograd.Function):
+    """Sort-gather, windowed softmax attention, unsort and round mixing in one step, with a
+    hand-written backward: only the probabilities, the sorted q/k/v and the round weights are kept,
+    and the backward gathers (never scatters) gradients back to positions.
+
+    Round mixing ``out_p = sum_r w_pr o_pr`` with ``w = softmax_r(lse)`` folds into the score
+    gradient: ``dS = P * (dP - w * (g . out))`` with ``dP = (w g) V^T`` (``g = dL/dout``).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, plan: "Plan", dropout_p: float):
+        # q (B, H, N, D) pre-scaled, k unit keys or keys, v; bias (T, bs, 3bs) or None
+        t, bs, d = plan.t, plan.bs, q.shape[-1]
+        qs = q.reshape(-1, d).index_select(0, plan.qrows).view(t, bs, d)  # (T, bs, D)
+        ks = k.reshape(-1, d).index_select(0, plan.krows)  # ((T+2)*bs, D)
+        vs = v.reshape(-1, d).index_select(0, plan.krows)  # ((T+2)*bs, D)
+        s = torch.bmm(qs, windows(ks, bs, t).transpose(1, 2))  # (T, bs, 3bs): the one big buffer
+        plan.masks.apply_(s)
+        if bias is not None:
+            s.add_(bias)
+        lse = softmax_(s)  # s now holds P
+        keep = None
+        if dropout_p > 0:
+            keep = torch.empty_like(s, dtype=torch.bool).bernoulli_(1 - dropout_p)
+            o = torch.bmm(s * keep / (1 - dropout_p), windows(vs, bs, t))  # (T, bs, D)
+        else:
+            o = torch.bmm(s, windows(vs, bs, t))  # (T, bs, D)
+        out, w_slots = mix_rounds(o, lse, plan)
+        ctx.plan, ctx.dropout_p, ctx.has_bias = plan, dropout_p, bias is not None
+        ctx.qs, ctx.ks, ctx.vs, ctx.p, ctx.keep, ctx.w, ctx.out = qs, ks, vs, s, keep, w_slots, out
+        return out.view_as(q)
+
+    @staticmethod
+    def backward(ctx, g):
+        plan, t, bs = ctx.plan, ctx.plan.t, ctx.plan.bs
+        d = g.shape[-1]
+        g = g.reshape(-1, d)  # (B*H*N, D)
+        c = (g * ctx.out).sum(-1)  # (B*H*N,) g . out
+        delta = (c.index_select(0, plan.qrows).view(t, bs) * ctx.w).unsqueeze(-1)  # (T, bs, 1)
+        gs = g.index_select(0, plan.qrows).view(t, bs, d).mul_(ctx.w.unsqueeze(-1))  # (T, bs, D) dL/do
+        p = ctx.p
+        if ctx.keep is not None:
+            scale = 1.0 / (1 - ctx.dropout_p)
+            dv = unsort_sum(window_grad(p * ctx.keep * scale, gs), plan.kback, plan.shape)
+        else:
+            dv = unsort_sum(window_grad(p, gs), plan.kback, plan.shape)  # (B, H, N, D)
+        dp = torch.bmm(gs, windows(ctx.vs, bs, t).transpose(1, 2))  # (T, bs, 3bs)
+        del gs
+        ctx.vs = None
+        if ctx.keep is not None:
+            dp.mul_(ctx.keep).mul_(scale)
+        dp.sub_(delta).mul_(p)  # dS, in the dP buffer
+        del p
+        ctx.p = ctx.keep = None
+        dq = unsort_sum(torch.bmm(dp, windows(ctx.ks, bs, t)), plan.qback, plan.shape)  # (B, H, N, D)
+        ctx.ks = None
+        dk = unsort_sum(window_grad(dp, ctx.qs), plan.kback, plan.shape)  # (B, H, N, D)
+        ctx.qs = None
+        return dq, dk, dv, (dp if ctx.has_bias else None), None, None
+
+
+def mix_rounds(o: torch.Tensor, lse: torch.Tensor, plan: "Plan") -> tuple[torch.Tensor, torch.Tensor]:
+    """Unsort the rounds and mix them by ``softmax_r(lse_r)``: ``o (T, bs, D)`` -> ``(B*H*N, D)``.
+
+    Also returns each slot's round weight ``(T, bs)`` (0 for padding slots) for the backward.
+    """
+    b, h, n, r = plan.shape
+    d = o.shape[-1]
+    w = torch.softmax(lse.view(-1).index_select(0, plan.qback).view(-1, r), dim=-1)  # (B*H*N, R)
+    o_pos = o.view(-1, d).index_select(0, plan.qback).view(-1, r, d)  # (B*H*N, R, D)
+    out = torch.bmm(w.unsqueeze(1), o_pos).squeeze(1)  # (B*H*N, D)
+    w_slots = w.view(-1).index_select(0, plan.wrows).masked_fill_(plan.qpad, 0.0)  # (T*bs,)
+    return out, w_slots.view(plan.t, plan.bs)
+
+
+def unsort_sum(x: torch.Tensor, back: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """Sorted rows ``(*, D)`` -> ``(B, H, N, D)``: gather each position's row in every round and sum."""
+    b, h, n, r = shape
+    d = x.shape[-1]
+    return x.reshape(-1, d).index_select(0, back).view(b, h, n, r, d).sum(3)
+
+
+@attrs.frozen
+class Plan:
+    """Index maps of one forward (no gradients). ``shape = (B, H, N, R)``; slots are ``T*bs``.
+
+    ``qrows``/``krows``: source row in ``(B*H*N, D)`` of each query slot / padded key slot.
+    ``qback``/``kback``: ``(B*H*N*R,)`` slot of every (position, round) in the query / padded key layout.
+    ``wrows``: index in ``(B*H*N*R,)`` of each query slot; ``qpad``: query slots that are padding.
+    """
+
+    shape: tuple
+    t: int
+    bs: int
+    qrows: torch.Tensor
+    krows: torch.Tensor
+    qback: torch.Tensor
+    kback: torch.Tensor
+    wrows: torch.Tensor
+    qpad: torch.Tensor
+    masks: ScoreMasks
+
+
+def inverse(perm: torch.Tensor) -> torch.Tensor:
+    """``(..., Np)`` permutation (slot -> position) -> (position -> slot)."""
+    ar = torch.arange(perm.shape[-1], device=perm.device).expand_as(perm)
+    return torch.empty_like(perm).scatter_(-1, perm, ar)
+
+
+def _rows(perm: torch.Tensor, n: int) -> torch.Tensor:
+    """``(B, H, R, Np)`` sorted positions -> flat row indices into ``(B*H*N, D)``; padding reads row N-1."""
+    b, h = perm.shape[:2]
+    base = torch.arange(b * h, device=perm.device).view(b, h, 1, 1) * n
+    return (base + perm.clamp(max=n - 1)).reshape(-1)  # (G*Np,)
+
+
+def _padded_windows(flat: torch.Tensor, bs: int, t: int) -> torch.Tensor:
+    """``(T*bs,)`` per-slot values -> ``(T, 3bs)`` copy of each chunk's key window (outer pads: 0)."""
+    padded = F.pad(flat, (bs, bs))  # ((T+2)*bs,)
+    return windows(padded.unsqueeze(-1), bs, t).squeeze(-1).clone()  # (T, 3bs)
+
+
+def _key_bias(kperm: torch.Tensor, kpm: torch.Tensor | None, n: int, bs: int, t: int) -> torch.Tensor:
+    """0 / MASKED per window key: padding slots, padded keys, and chunks from another round."""
+    b, h, r, npad = kperm.shape
+    valid = kperm < n  # (B, H, R, Np)
+    if kpm is not None:
+        valid &= torch.gather(kpm[:, None, None, :].expand(b, h, r, n), 3, kperm.clamp(max=n - 1))
+    win = _padded_windows(valid.reshape(-1), bs, t).view(b * h * r, -1, 3, bs)  # (G, nc, 3, bs)
+    win[:, 0, 0] = False  # the first chunk of a round has no chunk behind it
+    win[:, -1, 2] = False  # the last has none ahead
+    bias = torch.zeros(t, 1, 3 * bs, device=kperm.device)
+    return bias.masked_fill_(~win.view(t, 1, 3 * bs), MASKED)  # (T, 1, 3bs)
+
+
+def _chunk_ids(perm: torch.Tensor, inv: torch.Tensor, bs: int) -> torch.Tensor:
+    """Chunk of each sorted slot's token in every round: ``(B, H, R, Np)`` -> ``(G*Np, R)``."""
+    b, h, r, npad = perm.shape
+    by_pos = (inv // bs).float().mul_(DUP_SCALE).permute(0, 1, 3, 2).reshape(b * h * npad, r)  # (B*H*Np, R)
+    base = torch.arange(b * h, device=perm.device).view(b, h, 1, 1) * npad
+    return by_pos.index_select(0, (base + perm).reshape(-1))  # (G*Np, R)
+
+
+def _gather_attn_mask(attn_mask, qperm, kpos_w, n: int, bs: int) -> torch.Tensor:
+    """The user's dense mask at the compared pairs only: ``(T, bs, 3bs)`` bool."""
+    b, h, r, npad = qperm.shape
+    am = attn_mask_4d(attn_mask, b, h, n)  # (B|1, H|1, N, N)
+    bi = torch.arange(b, device=am.device).view(b, 1, 1, 1, 1) if am.shape[0] > 1 else 0
+    hi = torch.arange(h, device=am.device).view(1, h, 1, 1, 1) if am.shape[1] > 1 else 0
+    qi = qperm.clamp(max=n - 1).view(b, h, -1, bs, 1)  # (B, H, R*nc, bs, 1)
+    ki = kpos_w.clamp(max=n - 1).view(b, h, -1, 1, 3 * bs)  # (B, H, R*nc, 1, 3bs)
+    return am[bi, hi, qi, ki].reshape(-1, bs, 3 * bs)  # (T, bs, 3bs)
+
+
+def _back(inv: torch.Tensor, n: int, offset: int) -> torch.Tensor:
+    """``(B, H, R, Np)`` position -> slot maps to ``(B*H*N*R,)`` flat slots in (B, H, N, R) order."""
+    b, h, r, npad = inv.shape
+    base = torch.arange(b * h * r, device=inv.device).view(b, h, r, 1) * npad + offset
+    return (base + inv[..., :n]).permute(0, 1, 3, 2).reshape(-1)
+
+
+def make_plan(qperm, kperm, n: int, bs: int, *, shared_qk: bool, dedup: bool, key_padding_mask, attn_mask):
+    """All index maps and score masks of one forward from the sort orders ``(B, H, R, Np)``."""
+    b, h, r, npad = qperm.shape
+    t = b * h * r * npad // bs
+    qrows = _rows(qperm, n)
+    qinv = inverse(qperm)
+    kinv = qinv if kperm is qperm else inverse(kperm)
+    bh_pos = torch.arange(b * h, device=qperm.device).view(b, h, 1, 1) * n * r
+    wrows = (bh_pos + qperm.clamp(max=n - 1) * r + torch.arange(r, device=qperm.device).view(1, 1, r, 1))
+    q_chunks = k_chunks = None
+    if dedup and r > 1:
+        q_chunks = _chunk_ids(qperm, qinv, bs)  # (G*Np, R)
+        kc = q_chunks if kperm is qperm else _chunk_ids(kperm, kinv, bs)
+        k_chunks = windows(F.pad(kc, (0, 0, bs, bs)), bs, t)  # (T, 3bs, R) view
+    kpos_w = _padded_windows(kperm.reshape(-1), bs, t) if attn_mask is not None else None  # (T, 3bs)
+    masks = ScoreMasks(
+        key_bias=_key_bias(kperm, key_padding_mask, n, bs, t),
+        self_score=shared_qk,
+        allowed=_gather_attn_mask(attn_mask, qperm, kpos_w, n, bs) if attn_mask is not None else None,
+        q_chunks=q_chunks,
+        k_chunks=k_chunks,
+        shape=(b * h, r, npad // bs, bs),
+    )
+    return Plan(
+        shape=(b, h, n, r), t=t, bs=bs, qrows=qrows,
+        krows=F.pad(qrows if kperm is qperm else _rows(kperm, n), (bs, bs)),  # outer pads read row 0
+        qback=_back(qinv, n, 0), kback=_back(kinv, n, bs), wrows=wrows.reshape(-1),
+        qpad=(qperm >= n).reshape(-1), masks=masks,
+    )
+
+
+def relative_bias(rel_bias, qperm, kperm, bs: int) -> torch.Tensor:
+    """``rel_bias.gather`` at the true positions of the compared pairs: ``(T, bs, 3bs)``."""
+    b, h = qperm.shape[:2]
+    t = qperm.numel() // bs
+    kpos = _padded_windows(kperm.reshape(-1), bs, t).view(b, h, -1, 1, 3 * bs)  # (B, H, R*nc, 1, 3bs)
+    qpos = qperm.view(b, h, -1, bs, 1)  # (B, H, R*nc, bs, 1)
+    return rel_bias.gather(qpos, kpos).float().reshape(t, bs, 3 * bs)
+
+
+def chunked_attention(q, k, v, qperm, kperm, bs: int, *, shared_qk: bool, dedup: bool, dropout_p: float,
+                      key_padding_mask=None, attn_mask=None, rel_bias=None) -> torch.Tensor:
+    """``q, k, v (B, H, N, D)``; ``qperm/kperm (B, H, R, Np)`` slot -> position (positions >= N pad
+    the sequence to ``Np = nc * bs`` and sort last). Returns ``(B, H, N, D)``."""
+    n, d = q.shape[2:]
+    with torch.no_grad():
+        plan = make_plan(qperm, kperm, n, bs, shared_qk=shared_qk, dedup=dedup,
+                         key_padding_mask=key_padding_mask, attn_mask=attn_mask)
+    keys = F.normalize(q, dim=-1) if shared_qk else k  # paper: shared-QK keys are unit queries
+    bias = relative_bias(rel_bias, qperm, kperm, bs) if rel_bias is not None else None
+    return LSHCore.apply(q * d ** -0.5, keys, v, bias, plan, dropout_p)

@@ -1,0 +1,146 @@
+"""Reformer LSH attention (Kitaev, Kaiser & Levskaya, "Reformer: The Efficient Transformer", ICLR 2020).
+
+Angular locality-sensitive hashing (Andoni et al., 2015) by random rotations: a unit vector ``x`` is
+hashed in round ``r`` to ``argmax([x R_r, -x R_r])`` with ``R_r`` a random ``[Dh, n_buckets/2]``
+Gaussian matrix, so vectors at a small angle share a bucket with high probability. Each round sorts
+the tokens by ``(bucket, position)`` and attends in chunks (see :mod:`effx_reformer.chunked`).
+
+* ``shared_qk`` (paper): keys are the unit-normalised queries, one sort serves queries and keys, and a
+  token attends to itself only when no other key is available. ``shared_qk: false`` hashes queries
+  and keys separately with the same rotations and sorts each; the given ``k`` is then used.
+* Rotations come from a generator seeded from the run seed (``AttentionContext.seed``). With
+  ``rotations: redraw`` (paper) training draws new ones every forward; ``fixed`` keeps the ones
+  drawn at construction (a buffer, saved in checkpoints). Evaluation always uses the fixed ones,
+  so it is deterministic.
+* Any length: the sequence is padded internally to a multiple of the chunk and the padding stripped.
+
+Cost per layer: ``O(N log N)`` for the sort, ``O(N * n_hashes * 3 * bucket_size)`` time and memory
+for the attention; no ``N x N`` tensor.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+import effx
+from effx.masks import as_bool
+
+from .chunked import chunked_attention
+
+_positive = attrs.validators.ge(1)
+
+
+def _even_or_one(inst, attr, value) -> None:
+    if value is not None and (value < 1 or (value > 1 and value % 2)):
+        raise ValueError(f"{attr.name} must be 1 or an even number >= 2 (angular LSH), got {value}")
+
+
+@attrs.frozen
+class ReformerConfig:
+    bucket_size: int = attrs.field(default=64, validator=_positive)  # chunk size; average bucket size
+    n_hashes: int = attrs.field(default=4, validator=_positive)  # hash rounds
+    n_buckets: Optional[int] = attrs.field(default=None, validator=_even_or_one)  # default: ~N / bucket_size
+    shared_qk: bool = True
+    rotations: Literal["redraw", "fixed"] = "redraw"
+    dedup: bool = True  # count a (query, key) pair compared in several rounds once
+
+
+def _in_backward() -> bool:
+    """True while the autograd engine runs (e.g. a gradient-checkpoint recompute)."""
+    graph_task_id = getattr(torch._C, "_current_graph_task_id", None)
+    return graph_task_id is not None and graph_task_id() != -1
+
+
+class ReformerLSH(effx.Attention):
+    name = "reformer_lsh"
+    Config = ReformerConfig
+    capabilities = effx.AttentionCapabilities(key_padding_mask=True, attn_mask=True,
+                                              positional=frozenset(effx.PositionMode))
+    exact = False
+
+    def __init__(self, config, ctx) -> None:
+        super().__init__(config, ctx)
+        self._gen = torch.Generator().manual_seed(ctx.seed)
+        self.register_buffer("rotations", self._draw(), persistent=True)  # (H, Dh, R, P)
+        self._last: torch.Tensor | None = None  # rotations of the latest training forward
+
+    # --- hashing: subclasses replace these two -------------------------------------------------
+    def _projections(self, n_max: int) -> int:
+        """Columns drawn per round: half the largest bucket count used up to ``n_max`` tokens."""
+        nb = self.config.n_buckets or self._n_buckets(n_max)
+        return max(1, nb // 2)
+
+    def _sort(self, x: torch.Tensor, rotations: torch.Tensor, n: int, npad: int, bs: int) -> torch.Tensor:
+        """Unit vectors ``x (B, H, N, Dh)`` -> slot order ``(B, H, R, Np)`` sorted by (bucket, position)."""
+        nb = self.config.n_buckets or self._n_buckets(n)
+        buckets = angular_buckets(x, rotations, nb)  # (B, H, R, N)
+        return sort_by_bucket(buckets, nb, npad)
+
+    # ------------------------------------------------------------------------------------------
+    def _n_buckets(self, n: int) -> int:
+        nc = math.ceil(n / min(self.config.bucket_size, n))
+        return nc + nc % 2 if nc > 1 else 1
+
+    def _draw(self) -> torch.Tensor:
+        c = self.config
+        shape = (self.ctx.n_heads, self.ctx.head_dim, c.n_hashes, self._projections(self.ctx.max_seq_len))
+        return torch.randn(shape, generator=self._gen)
+
+    def _current_rotations(self) -> torch.Tensor:
+        if self.training and self.config.rotations == "redraw" and torch.is_grad_enabled():
+            if not _in_backward():  # a checkpoint recompute must reuse the rotations of its forward
+                self._last = self._draw().to(self.rotations.device)
+            if self._last is not None:
+                return self._last
+        return self.rotations
+
+    def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
+        dtype = q.dtype
+        if dtype in (torch.float16, torch.bfloat16):  # hashing and softmax in fp32, cast back at the end
+            q, k, v = q.float(), k.float(), v.float()
+        with torch.autocast(q.device.type, enabled=False):
+            out = self._attend(q, k, v, as_bool(key_padding_mask, "key_padding_mask"),
+                               as_bool(attn_mask, "attn_mask"), rel_bias)
+        return out.to(dtype)
+
+    def _attend(self, q, k, v, kpm, attn_mask, rel_bias):
+        n = q.shape[2]
+        bs = min(self.config.bucket_size, n)
+        npad = math.ceil(n / bs) * bs
+        rot = self._current_rotations()
+        with torch.no_grad():
+            qperm = self._sort(F.normalize(q, dim=-1), rot, n, npad, bs)
+            kperm = qperm if self.config.shared_qk else self._sort(F.normalize(k, dim=-1), rot, n, npad, bs)
+        p = self.ctx.dropout if self.training else 0.0
+        return chunked_attention(q, k, v, qperm, kperm, bs, shared_qk=self.config.shared_qk,
+                                 dedup=self.config.dedup, dropout_p=p, key_padding_mask=kpm,
+                                 attn_mask=attn_mask, rel_bias=rel_bias)
+
+
+def angular_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int) -> torch.Tensor:
+    """``x (B, H, N, Dh)``, ``rotations (H, Dh, R, >= nb/2)`` -> buckets ``(B, H, R, N)`` in ``[0, nb)``.
+
+    ``argmax([xR, -xR])`` without concatenating: the larger of ``max(xR)`` and ``-min(xR)`` decides.
+    """
+    b, h, n, d = x.shape
+    r = rotations.shape[2]
+    if n_buckets == 1:
+        return torch.zeros(b, h, r, n, dtype=torch.long, device=x.device)
+    half = n_buckets // 2
+    rot = rotations[..., :half].permute(0, 2, 3, 1).reshape(h, r * half, d).to(x.dtype)  # (H, R*half, Dh)
+    proj = (rot @ x.transpose(-1, -2)).view(b, h, r, half, n)  # (B, H, R, half, N): reduce a non-inner dim
+    hi, ihi = proj.max(3)
+    lo, ilo = proj.min(3)
+    return torch.where(hi >= -lo, ihi, ilo + half)  # (B, H, R, N)
+
+
+def sort_by_bucket(buckets: torch.Tensor, n_buckets: int, npad: int) -> torch.Tensor:
+    """Sort by (bucket, position); positions ``N..Np-1`` pad the sequence and get a bucket past the last."""
+    b, h, r, n = buckets.shape
+    pos = torch.arange(npad, device=buckets.device)
+    key = torch.cat([buckets * npad + pos[:n], (n_buckets * npad + pos[n:]).expand(b, h, r, -1)], -1)
+    return key.argsort(-1)  # (B, H, R, Np) slot -> position
