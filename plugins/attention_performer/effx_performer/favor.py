@@ -70,10 +70,19 @@ def dense_kernel_attention(qp, kp, v_ext, mask: torch.Tensor, table: torch.Tenso
     return a @ v_ext  # (B, H, N, E)
 
 
+DEN_FLOOR = 1e-20  # normaliser below which a query "sees" no key in fp32 features (both maps peak at 1)
+
+
 def ratio(out_ext: torch.Tensor) -> torch.Tensor:
-    """``[B, H, N, Dh+1]`` numerator|normaliser -> ``[B, H, N, Dh]``; a row with no key gives 0."""
-    den = out_ext[..., -1:].clamp_min(torch.finfo(out_ext.dtype).tiny)  # (B, H, N, 1)
-    return out_ext[..., :-1] / den
+    """``[B, H, N, Dh+1]`` numerator|normaliser -> ``[B, H, N, Dh]``.
+
+    A row whose normaliser is 0 (no key: padding or mask) or has underflowed below ``DEN_FLOOR``
+    (feature supports of query and keys do not overlap in fp32, e.g. huge-norm inputs) outputs 0
+    with zero gradient, like a fully masked row - never ``x / 0`` or a 1e38 gradient.
+    """
+    num, den = out_ext[..., :-1], out_ext[..., -1:]  # (B, H, N, Dh), (B, H, N, 1)
+    ok = den > DEN_FLOOR
+    return torch.where(ok, num / torch.where(ok, den, 1.0), 0.0)
 
 
 def _in_backward() -> bool:
@@ -122,10 +131,9 @@ class PerformerAttention(effx.Attention):
         scale = q.shape[-1] ** -0.25  # exp(x . y) = exp(q . k / sqrt(Dh)) for x, y = q, k * scale
         w = self.projection * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
         coef, offset = self.feature_offset(q, k, w, kpm, dense)
-        sq_scale = scale * scale
-        if coef is not None:  # (B, H, 1)
-            w, sq_scale = w * coef[..., None], sq_scale * coef.square()  # (B, H, M, Dh), (B, H, 1)
-        return query_operands(q, w, offset), key_operands(k, w, kpm, offset, sq_scale)
+        if coef is not None:  # (B, H, 1): B multiplies w . x only, not the -|y|^2/2 term
+            w = w * coef[..., None]  # (B, H, M, Dh)
+        return query_operands(q, w, offset), key_operands(k, w, kpm, offset, sq_scale=scale * scale)
 
     def features(self, q, k, kpm, dense: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """fp32 ``q, k [B, H, N, Dh]`` -> ``phi(q), phi(k) [B, H, N, M]`` (autograd path)."""
@@ -169,7 +177,7 @@ class PerformerAttention(effx.Attention):
         mib = b * h * n * n * 4 / 2**20
         warnings.warn(
             f"{self.name}: a dense attn_mask is honoured by a quadratic fallback that builds the "
-            f"[B, H, N, N] kernel matrix ({b}x{h}x{n}x{n} fp32 = {mib:.1f} MiB per layer, O(N^2) time "
+            f"[B, H, N, N] kernel matrix ({b}x{h}x{n}x{n} fp32 = {mib:.3g} MiB per layer, O(N^2) time "
             f"and memory instead of O(N)); pass only key_padding_mask to keep linear cost",
             RuntimeWarning,
             stacklevel=3,

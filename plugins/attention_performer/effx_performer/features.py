@@ -69,10 +69,11 @@ def query_operands(x: torch.Tensor, w: torch.Tensor, offset: torch.Tensor | None
     return augment(x, w, offset=offset)
 
 
-def key_operands(k: torch.Tensor, w: torch.Tensor, kpm: torch.Tensor | None = None, offset=None, sq_scale=1.0):
+def key_operands(k: torch.Tensor, w: torch.Tensor, kpm: torch.Tensor | None = None, offset=None, sq_scale: float = 1.0):
     """Operands of the key logits ``w_m . k_j - sq_scale |k_j|^2/2 + a_m``; padded keys get ``-1e30``.
 
-    ``w`` already carries the input scaling ``c`` (so ``sq_scale = c^2``, a float or ``[B, H, 1]``).
+    ``w`` already carries the input scaling ``c = Dh^(-1/4)`` (and FAVOR++'s ``B``); the row term
+    uses ``sq_scale = c^2`` only.
     A batch row with no real key keeps finite weights and is silenced by its zeroed values
     (see :func:`values_with_ones`).
     """
