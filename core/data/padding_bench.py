@@ -266,7 +266,7 @@ def train_epoch(model, opt, loader, device, acts) -> tuple[int, int, float]:
         opt.step()
         tokens += ids.numel()
         real += int(mask.sum())
-    return tokens, real, float(loss)
+    return tokens, real, float(loss.detach())
 
 
 class SavedActivations:
