@@ -213,3 +213,22 @@ def test_empty_train_file_is_an_error(tmp_path, content):
     p.write_text(content, encoding="utf-8")
     with pytest.raises(EffxError, match=r"data\.train: .*e\.csv has no records"):
         load(tmp_path, train=str(p))
+
+
+def test_tsv_is_tab_separated(tmp_path):
+    p = tmp_path / "t.tsv"
+    p.write_text("text\tlabel\nhello, world\t1\nbye\t0\n", encoding="utf-8")
+    s = load(tmp_path, train=str(p), validation=str(p))
+    assert s.train["text"] == ["hello, world", "bye"] and s.train["label"] == [1, 0]
+
+
+def test_empty_label_cells_are_named(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\na,1\nb,\nc,0\n", encoding="utf-8")
+    with pytest.raises(EffxError, match=r"data\.train: 1 rows have no 'label' value \(first at row 1\)"):
+        load(tmp_path, train=str(p), validation=str(p))
+
+
+def test_bad_validation_fraction_is_an_error(tmp_path):
+    with pytest.raises(EffxError, match=r"data\.validation_fraction must be between 0 and 1"):
+        load(tmp_path, train=str(SAMPLE / "agnews_validation.csv"), validation_fraction=1.0)

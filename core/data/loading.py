@@ -42,6 +42,10 @@ class Splits:
     test: Optional[datasets.Dataset]
     label_names: Optional[list[str]]
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names or [])
+
 
 def load_splits(cfg: DataConfig, seed: int, need_labels: bool = True, label_names: Optional[list[str]] = None,
                 cache_dir: Optional[str] = None) -> Splits:
@@ -72,9 +76,6 @@ def _check_cfg(cfg: DataConfig) -> None:
         raise EffxError(f"no training data configured: {_LOCAL_HINT}, or set data.hub_name when online")
     if cfg.train is not None and cfg.hub_name is not None:
         raise EffxError("both data.train and data.hub_name are set; keep one of them (local files or a hub name)")
-    if not 0.0 < cfg.validation_fraction < 1.0 and cfg.validation is None and cfg.hub_name is None:
-        raise EffxError(f"data.validation_fraction must be between 0 and 1 (exclusive), got "
-                        f"{cfg.validation_fraction}; or set data.validation to a file")
 
 
 def _read_raw(cfg: DataConfig, cache_dir: Optional[str]) -> dict[str, datasets.Dataset]:
@@ -235,6 +236,11 @@ def _map_labels(cols: dict[str, dict], cfg: DataConfig, train_raw: datasets.Data
     feature = train_raw.features.get(cfg.label_field)
     if given is None and isinstance(feature, datasets.ClassLabel):
         given = list(feature.names)
+    for split, c in cols.items():
+        missing = [i for i, v in enumerate(c["label"]) if v is None or (isinstance(v, float) and v != v)]
+        if missing:
+            raise EffxError(f"data.{split}: {len(missing)} rows have no '{cfg.label_field}' value (first at row "
+                            f"{missing[0]}); fill them in or drop those rows")
     kinds = {type(v) for c in cols.values() for v in c["label"]}
     if kinds <= {int}:
         return _int_labels(cols, given)
@@ -285,6 +291,9 @@ def _to_dataset(c: dict[str, list]) -> datasets.Dataset:
 # ----------------------------------------------------------------------------- splitting
 def _carve(train: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Hold out ``fraction`` of train (seeded, numpy) as validation; both keep the file's row order."""
+    if not 0.0 < fraction < 1.0:
+        raise EffxError(f"data.validation_fraction must be between 0 and 1 (exclusive), got {fraction}; "
+                        f"or set data.validation to a file")
     n = len(train)
     n_val = max(1, int(round(fraction * n)))
     if n_val >= n:
