@@ -66,7 +66,7 @@ def test_format_override_and_plain_text_one_record_per_line(tmp_path):
 def test_int_labels_keep_ids_and_take_names_from_label_name_column(tmp_path):
     s = load(tmp_path, train=str(SAMPLE / "agnews_train.csv"), validation=str(SAMPLE / "agnews_validation.csv"),
              test=str(SAMPLE / "agnews_test.csv"))
-    assert s.label_names == ["World", "Sports", "Business", "Sci/Tech"]
+    assert s.label_names == ["World", "Sports", "Business", "Sci/Tech"] and s.num_classes == 4
     assert (len(s.train), len(s.validation), len(s.test)) == (2000, 500, 500)
     raw = pd.read_csv(SAMPLE / "agnews_test.csv")
     assert s.test["label"] == raw["label"].tolist() and s.test["text"] == raw["text"].tolist()
