@@ -232,3 +232,14 @@ def test_empty_label_cells_are_named(tmp_path):
 def test_bad_validation_fraction_is_an_error(tmp_path):
     with pytest.raises(EffxError, match=r"data\.validation_fraction must be between 0 and 1"):
         load(tmp_path, train=str(SAMPLE / "agnews_validation.csv"), validation_fraction=1.0)
+
+
+def test_hanging_network_probe_is_bounded(tmp_path, monkeypatch):
+    import effx.data.loading as loading
+
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(loading.socket, "create_connection", lambda *a, **k: time.sleep(30))
+    start = time.perf_counter()
+    assert not loading._reachable("huggingface.co", 443, timeout=0.3)
+    assert time.perf_counter() - start < 2.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -175,11 +176,26 @@ def offline_reason() -> Optional[str]:
     for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
             return f"{var}={os.environ[var]}"
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-    except OSError:
+    if not _reachable("huggingface.co", 443, timeout=3.0):
         return "huggingface.co cannot be reached"
     return None
+
+
+def _reachable(host: str, port: int, timeout: float) -> bool:
+    """Open a TCP connection within ``timeout`` seconds in all (a thread bounds a hanging DNS lookup too)."""
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(ok and ok[0])
 
 
 def _read_hub(name: str, cfg: DataConfig, cache_dir: Optional[str]) -> dict[str, datasets.Dataset]:
