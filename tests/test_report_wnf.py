@@ -40,7 +40,7 @@ def test_defaults_file_matches_spec():
 def test_sdpa_gain_over_baseline_at_5pp(f1, expected):
     got = checks(row("s", "SDPA", f1)).loc["s"]
     assert got["wnf_vs_baseline"] == expected
-    assert got["wnf_vs_sdpa"] == got["wnf_cost"] == "n/a"
+    assert got["wnf_vs_sdpa"] == got["wnf_cost"] == "n.a."
     assert got["PASS_WNF"] == expected
     assert got["ref_baseline"] == "base"
 
@@ -115,7 +115,7 @@ def test_no_baseline_is_incomplete_and_baseline_row_is_na():
     df = add_pass_wnf(pd.DataFrame([row("s", "SDPA", 0.9), BASE | {"data_id": "other"}]), Thresholds())
     s, b = df.iloc[0], df.iloc[1]
     assert s["wnf_vs_baseline"].startswith("missing") and s["PASS_WNF"] == "INCOMPLETE"
-    assert all(b[c] == "n/a" for c in WNF_COLUMNS) and b["PASS_WNF"] == "n/a"
+    assert all(b[c] == "n.a." for c in WNF_COLUMNS) and b["PASS_WNF"] == "n.a."
 
 
 def test_all_failed_configuration_fails():
@@ -124,6 +124,6 @@ def test_all_failed_configuration_fails():
 
 
 def test_overall_precedence():
-    assert overall({"a": "PASS", "b": "n/a"}) == "PASS"
+    assert overall({"a": "PASS", "b": "n.a."}) == "PASS"
     assert overall({"a": "missing: x", "b": "PASS"}) == "INCOMPLETE"
     assert overall({"a": "missing: x", "b": "FAIL"}) == "FAIL"

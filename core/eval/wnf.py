@@ -1,7 +1,7 @@
 """PASS_WNF: the product's acceptance thresholds (SPEC WNF-1, WNF-2) checked per configuration.
 
 One column per threshold, so a reader sees which part failed. Each cell is ``PASS``, ``FAIL``,
-``n/a`` (the check does not apply to this family) or ``missing: <why>`` (a reference run is absent).
+``n.a.`` (the check does not apply to this family) or ``missing: <why>`` (a reference run is absent).
 ``PASS_WNF`` is ``FAIL`` if any cell fails, else ``INCOMPLETE`` if any is missing, else ``PASS``.
 
 References: the TF-IDF+LR baseline with the same data (the best one if several) and the SDPA
@@ -19,7 +19,7 @@ from .thresholds import CostThreshold, Thresholds
 
 WNF_COLUMNS = ("wnf_vs_baseline", "wnf_vs_sdpa", "wnf_cost", "wnf_seeds", "wnf_spread", "wnf_no_failures")
 EPS = 1e-9  # thresholds are inclusive; absorb float rounding (0.90 - 0.85 = 0.05000000000000004)
-NA = "n/a"
+NA = "n.a."  # not "n/a": pandas.read_csv would turn that into NaN
 
 
 def _ok(flag: bool) -> str:
