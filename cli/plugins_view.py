@@ -10,8 +10,13 @@ import attrs
 def _type_str(t) -> str:
     if t is None:
         return "?"
-    if typing.get_origin(t) is typing.Literal:
+    origin = typing.get_origin(t)
+    if origin is typing.Literal:
         return " | ".join(repr(a) for a in typing.get_args(t))
+    if origin is typing.Union or type(t).__name__ == "UnionType":
+        return " | ".join(_type_str(a) if a is not type(None) else "None" for a in typing.get_args(t))
+    if origin is not None:
+        return str(t).replace("typing.", "")
     return getattr(t, "__name__", None) or str(t).replace("typing.", "")
 
 
