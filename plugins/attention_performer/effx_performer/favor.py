@@ -31,6 +31,7 @@ import effx
 from effx.masks import attn_mask_4d
 
 from .features import (
+    DEN_FLOOR,
     KEY_DIMS,
     QUERY_DIMS,
     key_operands,
@@ -68,9 +69,6 @@ def dense_kernel_attention(qp, kp, v_ext, mask: torch.Tensor, table: torch.Tenso
         a = a * torch.exp(bias - table.amax(dim=-1)[:, None, None])
     a = a.masked_fill(~mask, 0.0)
     return a @ v_ext  # (B, H, N, E)
-
-
-DEN_FLOOR = 1e-20  # normaliser below which a query "sees" no key in fp32 features (both maps peak at 1)
 
 
 def ratio(out_ext: torch.Tensor) -> torch.Tensor:
@@ -151,10 +149,9 @@ class PerformerAttention(effx.Attention):
             v_ext = values_with_ones(v, kpm)  # (B, H, N, Dh+1)
             if attn_mask is None and rel_bias is None and self.config.kernel == "softmax":
                 (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense=False)
-                out = FavorLinear.apply(xq, wq, yk, wk, v_ext)  # (B, H, N, Dh+1), the fast path
+                out = FavorLinear.apply(xq, wq, yk, wk, v_ext)  # (B, H, N, Dh), the fast path
             else:
-                out = self.general(q, k, v_ext, kpm, attn_mask, rel_bias)
-            out = ratio(out)  # (B, H, N, Dh)
+                out = ratio(self.general(q, k, v_ext, kpm, attn_mask, rel_bias))  # (B, H, N, Dh)
         return out.to(out_dtype)
 
     def general(self, q, k, v_ext, kpm, attn_mask, rel_bias) -> torch.Tensor:

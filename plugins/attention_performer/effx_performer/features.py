@@ -27,6 +27,7 @@ import math
 import torch
 
 MASKED_LOGIT = -1e30  # logit of a padded key: exp() underflows to exactly 0 and no inf appears
+DEN_FLOOR = 1e-20  # normaliser below which a query "sees" no key in fp32 features (both maps peak at 1)
 
 
 def orthogonal_gaussian(m: int, d: int, generator: torch.Generator) -> torch.Tensor:

@@ -17,26 +17,32 @@ from __future__ import annotations
 
 import torch
 
-from .features import KEY_DIMS, QUERY_DIMS, positive_features_
+from .features import DEN_FLOOR, KEY_DIMS, QUERY_DIMS, positive_features_
 
 
 class FavorLinear(torch.autograd.Function):
-    """``(xq, wq, yk, wk, v_ext) -> phi(Q) (phi(K)^T v_ext)``; ``xq, yk [B, H, N, a]``,
-    ``wq, wk [M, a] | [B, H, M, a]`` (no gradient), ``v_ext [B, H, N, E]`` -> ``[B, H, N, E]``."""
+    """``(xq, wq, yk, wk, v_ext) -> ratio(phi(Q) (phi(K)^T v_ext))``; ``xq, yk [B, H, N, a]``,
+    ``wq, wk [M, a] | [B, H, M, a]`` (no gradient), ``v_ext [B, H, N, Dh+1]`` (last column ones)
+    -> ``[B, H, N, Dh]``. The normalisation follows :func:`effx_performer.favor.ratio`."""
 
     @staticmethod
     def forward(ctx, xq, wq, yk, wk, v_ext):
         qp = positive_features_(xq, wq, QUERY_DIMS)  # (B, H, N, M)
         kp = positive_features_(yk, wk, KEY_DIMS)  # (B, H, N, M)
-        kv = (v_ext.transpose(-2, -1) @ kp).transpose(-2, -1)  # (B, H, M, E)
-        ctx.save_for_backward(qp, kp, kv, wq, wk, v_ext)
-        return qp @ kv  # (B, H, N, E)
+        kv = (v_ext.transpose(-2, -1) @ kp).transpose(-2, -1)  # (B, H, M, Dh+1)
+        out_ext = qp @ kv  # (B, H, N, Dh+1): numerator | normaliser
+        den = out_ext[..., -1:]  # (B, H, N, 1)
+        inv = torch.where(den > DEN_FLOOR, den, torch.inf).reciprocal_()  # 0 where no key is seen
+        out = out_ext[..., :-1].mul_(inv)  # (B, H, N, Dh), in place, a view of out_ext
+        ctx.save_for_backward(qp, kp, kv, wq, wk, v_ext, out, inv)
+        return out
 
     @staticmethod
-    def backward(ctx, grad):  # grad (B, H, N, E)
-        qp, kp, kv, wq, wk, v_ext = ctx.saved_tensors
-        grad = grad.contiguous()
-        g_kv = qp.transpose(-2, -1) @ grad  # (B, H, M, E)
+    def backward(ctx, grad):  # grad (B, H, N, Dh)
+        qp, kp, kv, wq, wk, v_ext, out, inv = ctx.saved_tensors
+        g_den = (grad * out).sum(-1, keepdim=True).neg_()  # (B, H, N, 1): d out / d normaliser * den
+        grad = torch.cat([grad, g_den], dim=-1).mul_(inv)  # (B, H, N, Dh+1): d loss / d out_ext
+        g_kv = qp.transpose(-2, -1) @ grad  # (B, H, M, Dh+1)
         g_feat = grad @ kv.transpose(-2, -1)  # (B, H, N, M): d out / d phi(q)
         g_xq = g_feat.mul_(qp) @ wq  # (B, H, N, a): through exp, in place
         del g_feat  # freed before the key-side buffer is allocated: one O(N M) gradient at a time
