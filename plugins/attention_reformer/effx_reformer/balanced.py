@@ -56,8 +56,8 @@ class ReformerBalanced(ReformerLSH):
     def _projections(self, n_max: int) -> int:
         return max(1, _depth(n_max, min(self.config.bucket_size, n_max)))
 
-    def _sort(self, x: torch.Tensor, rotations: torch.Tensor, n: int, npad: int, bs: int) -> torch.Tensor:
-        return tree_order(x, rotations, npad, _depth(npad, bs))
+    def _sort(self, x: torch.Tensor, rotations: torch.Tensor, npad: int, bs: int, pad) -> torch.Tensor:
+        return tree_order(x, rotations, npad, _depth(npad, bs), pad)
 
 
 def _depth(n: int, bs: int) -> int:
@@ -65,12 +65,12 @@ def _depth(n: int, bs: int) -> int:
     return math.ceil(math.log2(nc)) if nc > 1 else 0
 
 
-def tree_order(x: torch.Tensor, directions: torch.Tensor, npad: int, depth: int) -> torch.Tensor:
+def tree_order(x: torch.Tensor, directions: torch.Tensor, npad: int, depth: int, pad=None) -> torch.Tensor:
     """``x (B, H, N, Dh)`` unit vectors, ``directions (H, Dh, R, >= depth)`` -> slots ``(B, H, R, Np)``.
 
     Level ``l`` splits the slots into ``2^l`` equal segments (the previous level's cells) and sorts
-    each by the projection on direction ``l``. Padding positions ``>= N`` project to 2, past every
-    unit vector, so they stay last.
+    each by the projection on direction ``l``. Padding (positions ``>= N`` and ``pad (B, N)`` True)
+    projects to 2, past every unit vector, so it stays last whatever its content.
     """
     b, h, n, d = x.shape
     r = directions.shape[2]
@@ -80,6 +80,8 @@ def tree_order(x: torch.Tensor, directions: torch.Tensor, npad: int, depth: int)
         return order.contiguous()
     dirs = F.normalize(directions[..., :depth].to(x.dtype), dim=1).reshape(h, d, r * depth)  # (H, Dh, R*L)
     proj = (x @ dirs).view(b, h, n, r, depth).permute(0, 1, 3, 4, 2)  # (B, H, R, L, N) in [-1, 1]
+    if pad is not None:
+        proj = proj.masked_fill(pad[:, None, None, None, :], 2.0)
     proj = F.pad(proj, (0, npad - n), value=2.0).double()  # (B, H, R, L, Np)
     for level in range(depth):  # tree levels (log2 of the chunk count), each over all tokens at once
         seg = (slot * 2**level) // npad  # (Np,) segment of each slot

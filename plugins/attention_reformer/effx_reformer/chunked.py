@@ -119,8 +119,9 @@ class LSHCore(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, plan: "Plan", dropout_p: float):
-        # q (B, H, N, D) pre-scaled, k unit keys or keys, v; bias (T, bs, 3bs) or None
+    def forward(ctx, q, k, v, bias, plan: "Plan", dropout_p: float, unused_k):
+        # q (B, H, N, D) pre-scaled, k unit keys or keys, v; bias (T, bs, 3bs) or None;
+        # unused_k: the caller's k under shared-QK (its gradient is zero, not missing), else None
         t, bs, d = plan.t, plan.bs, q.shape[-1]
         qs = q.reshape(-1, d).index_select(0, plan.qrows).view(t, bs, d)  # (T, bs, D)
         ks = k.reshape(-1, d).index_select(0, plan.krows)  # ((T+2)*bs, D)
@@ -138,36 +139,32 @@ class LSHCore(torch.autograd.Function):
             o = torch.bmm(s, windows(vs, bs, t))  # (T, bs, D)
         out, w_slots = mix_rounds(o, lse, plan)
         ctx.plan, ctx.dropout_p, ctx.has_bias = plan, dropout_p, bias is not None
-        ctx.qs, ctx.ks, ctx.vs, ctx.p, ctx.keep, ctx.w, ctx.out = qs, ks, vs, s, keep, w_slots, out
+        ctx.save_for_backward(qs, ks, vs, s, keep, w_slots, out)
         return out.view_as(q)
 
     @staticmethod
     def backward(ctx, g):
         plan, t, bs = ctx.plan, ctx.plan.t, ctx.plan.bs
+        qs, ks, vs, p, keep, w, out = ctx.saved_tensors
         d = g.shape[-1]
         g = g.reshape(-1, d)  # (B*H*N, D)
-        c = (g * ctx.out).sum(-1)  # (B*H*N,) g . out
-        delta = (c.index_select(0, plan.qrows).view(t, bs) * ctx.w).unsqueeze(-1)  # (T, bs, 1)
-        gs = g.index_select(0, plan.qrows).view(t, bs, d).mul_(ctx.w.unsqueeze(-1))  # (T, bs, D) dL/do
-        p = ctx.p
-        if ctx.keep is not None:
+        c = (g * out).sum(-1)  # (B*H*N,) g . out
+        delta = (c.index_select(0, plan.qrows).view(t, bs) * w).unsqueeze(-1)  # (T, bs, 1)
+        gs = g.index_select(0, plan.qrows).view(t, bs, d).mul_(w.unsqueeze(-1))  # (T, bs, D) dL/do
+        if keep is not None:
             scale = 1.0 / (1 - ctx.dropout_p)
-            dv = unsort_sum(window_grad(p * ctx.keep * scale, gs), plan.kback, plan.shape)
+            dv = unsort_sum(window_grad(p * keep * scale, gs), plan.kback, plan.shape)
         else:
             dv = unsort_sum(window_grad(p, gs), plan.kback, plan.shape)  # (B, H, N, D)
-        dp = torch.bmm(gs, windows(ctx.vs, bs, t).transpose(1, 2))  # (T, bs, 3bs)
+        dp = torch.bmm(gs, windows(vs, bs, t).transpose(1, 2))  # (T, bs, 3bs)
         del gs
-        ctx.vs = None
-        if ctx.keep is not None:
-            dp.mul_(ctx.keep).mul_(scale)
+        if keep is not None:
+            dp.mul_(keep).mul_(scale)
         dp.sub_(delta).mul_(p)  # dS, in the dP buffer
-        del p
-        ctx.p = ctx.keep = None
-        dq = unsort_sum(torch.bmm(dp, windows(ctx.ks, bs, t)), plan.qback, plan.shape)  # (B, H, N, D)
-        ctx.ks = None
-        dk = unsort_sum(window_grad(dp, ctx.qs), plan.kback, plan.shape)  # (B, H, N, D)
-        ctx.qs = None
-        return dq, dk, dv, (dp if ctx.has_bias else None), None, None
+        dq = unsort_sum(torch.bmm(dp, windows(ks, bs, t)), plan.qback, plan.shape)  # (B, H, N, D)
+        dk = unsort_sum(window_grad(dp, qs), plan.kback, plan.shape)  # (B, H, N, D)
+        dk_unused = torch.zeros_like(dk) if ctx.needs_input_grad[6] else None
+        return dq, dk, dv, (dp if ctx.has_bias else None), None, None, dk_unused
 
 
 def mix_rounds(o: torch.Tensor, lse: torch.Tensor, plan: "Plan") -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,13 +298,13 @@ def make_plan(qperm, kperm, n: int, bs: int, *, shared_qk: bool, dedup: bool, ke
     )
 
 
-def relative_bias(rel_bias, qperm, kperm, bs: int) -> torch.Tensor:
+def relative_bias(rel_bias, qperm, kperm, bs: int, dtype: torch.dtype) -> torch.Tensor:
     """``rel_bias.gather`` at the true positions of the compared pairs: ``(T, bs, 3bs)``."""
     b, h = qperm.shape[:2]
     t = qperm.numel() // bs
     kpos = _padded_windows(kperm.reshape(-1), bs, t).view(b, h, -1, 1, 3 * bs)  # (B, H, R*nc, 1, 3bs)
     qpos = qperm.view(b, h, -1, bs, 1)  # (B, H, R*nc, bs, 1)
-    return rel_bias.gather(qpos, kpos).float().reshape(t, bs, 3 * bs)
+    return rel_bias.gather(qpos, kpos).to(dtype).reshape(t, bs, 3 * bs)
 
 
 def chunked_attention(q, k, v, qperm, kperm, bs: int, *, shared_qk: bool, dedup: bool, dropout_p: float,
@@ -319,5 +316,5 @@ def chunked_attention(q, k, v, qperm, kperm, bs: int, *, shared_qk: bool, dedup:
         plan = make_plan(qperm, kperm, n, bs, shared_qk=shared_qk, dedup=dedup,
                          key_padding_mask=key_padding_mask, attn_mask=attn_mask)
     keys = F.normalize(q, dim=-1) if shared_qk else k  # paper: shared-QK keys are unit queries
-    bias = relative_bias(rel_bias, qperm, kperm, bs) if rel_bias is not None else None
-    return LSHCore.apply(q * d ** -0.5, keys, v, bias, plan, dropout_p)
+    bias = relative_bias(rel_bias, qperm, kperm, bs, q.dtype) if rel_bias is not None else None
+    return LSHCore.apply(q * d ** -0.5, keys, v, bias, plan, dropout_p, k if shared_qk else None)

@@ -74,10 +74,15 @@ class ReformerLSH(effx.Attention):
         nb = self.config.n_buckets or self._n_buckets(n_max)
         return max(1, nb // 2)
 
-    def _sort(self, x: torch.Tensor, rotations: torch.Tensor, n: int, npad: int, bs: int) -> torch.Tensor:
-        """Unit vectors ``x (B, H, N, Dh)`` -> slot order ``(B, H, R, Np)`` sorted by (bucket, position)."""
-        nb = self.config.n_buckets or self._n_buckets(n)
+    def _sort(self, x: torch.Tensor, rotations: torch.Tensor, npad: int, bs: int, pad) -> torch.Tensor:
+        """Unit vectors ``x (B, H, N, Dh)`` -> slot order ``(B, H, R, Np)`` sorted by (bucket, position).
+
+        ``pad (B, N)`` (True = padding) or None: padded tokens sort last whatever their content.
+        """
+        nb = self.config.n_buckets or self._n_buckets(x.shape[2])
         buckets = angular_buckets(x, rotations, nb)  # (B, H, R, N)
+        if pad is not None:
+            buckets = buckets.masked_fill(pad[:, None, None, :], nb)
         return sort_by_bucket(buckets, nb, npad)
 
     # ------------------------------------------------------------------------------------------
@@ -112,9 +117,10 @@ class ReformerLSH(effx.Attention):
         bs = min(self.config.bucket_size, n)
         npad = math.ceil(n / bs) * bs
         rot = self._current_rotations()
+        pad = ~kpm if kpm is not None else None  # padding never moves real tokens between chunks
         with torch.no_grad():
-            qperm = self._sort(F.normalize(q, dim=-1), rot, n, npad, bs)
-            kperm = qperm if self.config.shared_qk else self._sort(F.normalize(k, dim=-1), rot, n, npad, bs)
+            qperm = self._sort(F.normalize(q, dim=-1), rot, npad, bs, pad)
+            kperm = qperm if self.config.shared_qk else self._sort(F.normalize(k, dim=-1), rot, npad, bs, pad)
         p = self.ctx.dropout if self.training else 0.0
         return chunked_attention(q, k, v, qperm, kperm, bs, shared_qk=self.config.shared_qk,
                                  dedup=self.config.dedup, dropout_p=p, key_padding_mask=kpm,
