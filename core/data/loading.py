@@ -1,9 +1,13 @@
 """Read train / validation / test records into HF ``datasets`` with two columns: ``text`` and ``label``.
 
 Local files (csv, json, jsonl, parquet, plain text) are read by the HF ``datasets`` packaged builders;
-the format comes from the file extension unless ``data.format`` says otherwise. A hub dataset name
-(``data.hub_name``) is for online users only: offline it fails at once with a message saying how to
-point ``data.train`` / ``data.validation`` / ``data.test`` at local files.
+the format comes from the file extension unless ``data.format`` says otherwise. A plain-text file
+holds one record per line (blank lines skipped) in a column named ``text``, without labels. A hub
+dataset name (``data.hub_name``) is for online users only: offline it fails at once with a message
+saying how to point ``data.train`` / ``data.validation`` / ``data.test`` at local files.
+
+With ``need_labels=False`` (MLM pretraining) labels are optional: an integer label column is kept
+(-1 = unlabelled), anything else gives -1 everywhere.
 
 Labels: string labels become ids in sorted order (stable across runs), the names returned as
 ``label_names``; integer labels keep their ids, named from a ``label_name`` column when there is one.
@@ -217,7 +221,7 @@ def _read_hub(name: str, cfg: DataConfig, cache_dir: Optional[str]) -> dict[str,
 def _columns(ds: datasets.Dataset, cfg: DataConfig, split: str, need_labels: bool) -> dict[str, list]:
     """``{'text': [...], 'label': [...] }`` with the user's field names resolved (labels still raw)."""
     names = ds.column_names
-    text_field = "text" if names == ["text"] else cfg.text_field
+    text_field = cfg.text_field
     _require(names, text_field, "data.text_field", split)
     texts = _column(ds, text_field)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]

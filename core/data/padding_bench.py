@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=2, help="epochs per run")
-    ap.add_argument("--repeats", type=int, default=2, help="runs per mode, alternating modes")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per mode, alternating modes")
     ap.add_argument("--vocab-size", type=int, default=2000)
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
@@ -138,10 +138,9 @@ def summarise(runs: list[dict], mmap_runs: list[dict]) -> dict:
 def report(args: argparse.Namespace, info: dict, res: dict[str, dict]) -> str:
     d, s, b = res["dynamic"], res["static"], res["bucketed"]
     cpu = d["mem_kind"] == "RSS"
-    cmd = "python -m effx.data.padding_bench " + " ".join(
-        [f"--out {args.out}", f"--n {args.n}", f"--max-length {args.max_length}", f"--batch-size {args.batch_size}",
-         f"--epochs {args.epochs}", f"--repeats {args.repeats}", f"--threads {args.threads}", f"--device {args.device}"])
-    keys = ["sec_per_epoch", "tokens", "act_peak_mib"] + (["mmap_peak_mib", "mem_peak_mib"] if cpu else ["mem_peak_mib"])
+    opts = ["out", "n", "max_length", "batch_size", "epochs", "repeats", "threads", "device"]
+    cmd = "python -m effx.data.padding_bench " + " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in opts)
+    keys = ["sec_per_epoch", "tokens", "act_peak_mib"] + (["mmap_peak_mib"] if cpu else []) + ["mem_peak_mib"]
     mem_heads = (["peak RSS, freed memory returned (MiB)", "peak RSS, default malloc (MiB)"] if cpu
                  else ["peak CUDA allocated (MiB)"])
     heads = ["padding", "s / epoch (median)", "tokens / epoch", "padding share", "peak activations (MiB)", *mem_heads]
