@@ -49,6 +49,21 @@ def gpu_name() -> str | None:
     return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
 
 
+def git_commit() -> str | None:
+    """The effx checkout's commit (with ``+dirty`` for local changes), when run from a git checkout."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def describe(device: str, dtype: str, threads: int) -> dict:
     """A JSON-able record of the machine and settings of a run."""
     import torch
@@ -73,6 +88,7 @@ def describe(device: str, dtype: str, threads: int) -> dict:
         "cuda": torch.version.cuda,
         "python": sys.version.split()[0],
         "effx": effx.__version__,
+        "git_commit": git_commit(),
         "platform": platform.platform(),
         "load_average_start": load_average(),
     }

@@ -16,7 +16,7 @@ import pandas as pd
 COLUMNS = [
     "suite", "label", "type", "source", "exact", "seq_len", "batch", "micro_batches", "checkpointing", "dtype",
     "device", "threads", "reps", "fwd_ms", "fwdbwd_ms", "fwd_tokens_per_s", "fwdbwd_tokens_per_s",
-    "fwd_peak_mib", "fwdbwd_peak_mib", "baseline_mib", "rel_err", "status", "reason",
+    "fwd_peak_mib", "fwdbwd_peak_mib", "baseline_mib", "rel_err", "fidelity_ref", "status", "reason",
 ]
 
 
@@ -93,7 +93,8 @@ def results_table(df: pd.DataFrame, suite: str) -> str:
               "fwd+bwd peak MiB", "rel err", "note"]
     rows = [[r.label, r.seq_len, r.batch, _fmt(r.fwd_ms, ".1f"), _fmt(r.fwdbwd_ms, ".1f"),
              _fmt(r.fwdbwd_tokens_per_s, ",.0f"), _fmt(r.fwd_peak_mib, ".1f"), _fmt(r.fwdbwd_peak_mib, ".1f"),
-             _fmt(r.rel_err, ".3g"), "" if r.status == "ok" else f"{r.status}: {r.reason}"]
+             _fmt(r.rel_err, ".3g") + (" (shared-QK)" if str(r.fidelity_ref).startswith("shared") else ""),
+             "" if r.status == "ok" else f"{r.status}: {r.reason}"]
             for r in sub.itertuples()]
     return md_table(header, rows)
 

@@ -79,7 +79,7 @@ def measure(spec: dict, conn) -> dict:
         return {**row, "status": "skipped", "reason": "forward+backward " + res["skip"]}
     row.update(fwdbwd_ms=res["ms"], fwdbwd_peak_mib=res["peak"], status="ok", reason="")
     if spec.get("forward", True) and hasattr(work, "fidelity"):
-        row["rel_err"] = work.fidelity(sample)
+        row["rel_err"], row["fidelity_ref"] = work.fidelity(sample)
     return row
 
 

@@ -7,6 +7,10 @@ worker process; :func:`build` turns it into a workload there.
 Peers, at the settings of issue 6: ``performer_pytorch.FastAttention(nb_features=256)``
 (Choromanski et al., 2021) and ``reformer_pytorch.LSHAttention(bucket_size=64, n_hashes=4)``
 (Kitaev et al., 2020). The Reformer peer shares queries and keys (it reads ``q`` only).
+
+Fidelity: the relative error ``||o - o*|| / ||o*||`` on evenly spaced query rows, where ``o*`` is
+exact softmax attention of the same inputs in fp32 - for shared-QK Reformers (the peer, and effx
+types whose config has ``shared_qk: true``) the exact shared-QK attention they approximate.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import torch.nn.functional as F
 
 import effx
 
+EXACT_REF = "softmax(QK^T)V"
+SHARED_REF = "shared-QK softmax(Q norm(Q)^T)V, no self"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PEERS = {
     "performer-pytorch": ("performer_pytorch", "1.1.4"),
@@ -84,12 +90,13 @@ class LayerWorkload:
         # Reformer's shared-QK attention: keys are the unit-normalised queries and a token attends
         # itself only when nothing else is available (self score -5e4, as in reformer-pytorch).
         scores = qs @ F.normalize(q, dim=-1).transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, S, N)
-        scores[..., torch.arange(len(self.rows)), self.rows] = -5e4
+        scores[..., torch.arange(len(self.rows), device=scores.device), self.rows] = -5e4
         return scores.softmax(-1) @ v  # (B, H, S, Dh)
 
-    def fidelity(self, out: torch.Tensor) -> float:
+    def fidelity(self, out: torch.Tensor) -> tuple[float, str]:
+        """Relative error of the sampled output rows, and which exact attention it is measured against."""
         with torch.no_grad():
-            return relative_error(out, self.reference())
+            return relative_error(out, self.reference()), SHARED_REF if self.shared_qk else EXACT_REF
 
 
 def effx_layer(spec: dict) -> LayerWorkload:
@@ -99,7 +106,8 @@ def effx_layer(spec: dict) -> LayerWorkload:
     cfg = structure(dict(spec["config"]), entry.cls.Config, root="attention")
     ctx = effx.AttentionContext(spec["heads"], spec["head_dim"], max(spec["n"], 1), 0.0, seed=0)
     module = entry.cls(cfg, ctx).to(spec["device"])
-    return LayerWorkload(spec, lambda q, k, v: module(q, k, v), module)
+    shared = bool(getattr(cfg, "shared_qk", False))  # Reformer's shared-QK: compare with its exact form
+    return LayerWorkload(spec, lambda q, k, v: module(q, k, v), module, shared_qk=shared)
 
 
 def peer_layer(spec: dict) -> LayerWorkload:
