@@ -123,3 +123,11 @@ def test_settings_refuse_fp16_cpu_and_bad_sizes():
 def test_frame_keeps_column_order_for_partial_rows():
     df = frame([{"suite": "layer", "label": "x", "seq_len": 4, "batch": 2, "status": "skipped", "reason": "r"}])
     assert df.iloc[0]["reason"] == "r" and pd.isna(df.iloc[0]["fwdbwd_tokens_per_s"])
+
+
+def test_qk_std_scales_queries_and_keys_only():
+    spec = {"device": "cpu", "dtype": "fp32", "batch": 1, "heads": 4, "n": 256, "head_dim": 64, "fidelity_rows": 8,
+            "qk_std": 0.5}
+    work = LayerWorkload(spec, torch.nn.functional.scaled_dot_product_attention, torch.nn.Identity())
+    assert float(work.q.std()) == pytest.approx(0.5, rel=0.05) and float(work.k.std()) == pytest.approx(0.5, rel=0.05)
+    assert float(work.v.std()) == pytest.approx(1.0, rel=0.05)

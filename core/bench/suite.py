@@ -16,9 +16,16 @@ def measure_roofline(ctx, s: BenchSettings, quick: bool) -> dict:
     return run_isolated(ctx, spec, mem_cap_gib=max(s.mem_cap_gib, 1.0), hard_timeout_s=300)
 
 
+SHOWN = ("mode", "dtype", "batch", "heads", "head_dim", "reps", "warmup", "mem_cap_gib", "time_cap_s", "threads",
+         "step_tokens", "d_model", "n_layers", "d_ff", "qk_std", "fidelity_rows")
+
+
 def summary_markdown(df, meta: dict, roof: dict, lines: list[dict], command: str) -> str:
-    parts = [f"# effx bench results\n\nCommand: `{command}`\n",
-             "## Machine\n\n" + report.md_table(["key", "value"], [[k, v] for k, v in meta.items()]) + "\n"]
+    st = meta.get("settings") or {}
+    knobs = ", ".join(f"{k}={st[k]}" for k in SHOWN if k in st)
+    parts = [f"# effx bench results\n\nCommand: `{command}`\n\nSettings: {knobs}\n",
+             "## Machine\n\n" + report.md_table(["key", "value"], [[k, v] for k, v in meta.items()
+                                                                   if k != "settings"]) + "\n"]
     if roof.get("status") == "ok":
         parts.append(
             f"## Matmul roofline\n\nfp32 {roof['roofline_size']}^3: **{roof['fp32_gflops']:.0f} GFLOP/s**; at "
@@ -70,6 +77,7 @@ def write_outputs(out: Path, df, meta: dict, roof: dict, lines: list[dict], comm
             if report.plot(df, suite, what, path, f"{suite}: {what} vs N ({meta['device']} {meta['dtype']})"):
                 paths[f"{what}_{suite}"] = path
     flat = {k: v for k, v in meta.items() if not isinstance(v, dict)}
+    flat["settings"] = meta.get("settings")
     flat["allocator_env"] = ", ".join(f"{k}={v or '(unset)'}" for k, v in meta["allocator_env"].items())
     report.atomic_write(paths["summary"], summary_markdown(df, flat, roof, lines, command))
     return paths

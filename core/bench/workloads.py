@@ -64,7 +64,8 @@ class LayerWorkload:
         dev, dt = spec["device"], DTYPES[spec["dtype"]]
         shape = (spec["batch"], spec["heads"], spec["n"], spec["head_dim"])  # (B, H, N, Dh)
         gen = torch.Generator().manual_seed(0)
-        self.q, self.k, self.v = (torch.randn(shape, generator=gen).to(dev, dt) for _ in range(3))
+        std = (spec.get("qk_std", 1.0), spec.get("qk_std", 1.0), 1.0)
+        self.q, self.k, self.v = (torch.randn(shape, generator=gen).mul_(s).to(dev, dt) for s in std)
         self.grad = torch.randn(shape, generator=gen).to(dev, dt)
         self.rows = fidelity_rows(spec["n"], spec["fidelity_rows"]).to(dev)
 
