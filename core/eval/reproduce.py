@@ -4,8 +4,9 @@ The saved configs are copied next to the script (``configs/<kind>/<name>/config.
 does not depend on the original folders. It re-creates the experiments in a fresh root
 (``$REPRO_ROOT``, default ``<report>/reproduced``): pretraining, finetuning, the evaluations recorded in
 each ``eval.json``, the baselines, and finally ``effx eval -compare`` into ``$REPRO_ROOT/report``.
-Runs that failed originally are re-run too (their failure is part of the report) and may fail again
-without stopping the script. ``./reproduce.sh --report-only`` rebuilds the report from the original
+Pretraining re-uses its original trained tokenizer (WordPiece training may break count ties
+differently from run to run). Runs that failed originally are re-run too (their failure is part of
+the report) and may fail again without stopping the script. ``./reproduce.sh --report-only`` rebuilds the report from the original
 folders without training.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..config import dump_yaml
 from ._io import read_json, write_text
 from .runs import Run
 
+SAVED_TOKENIZER = "original_tokenizer.json"
 HEADER = """#!/usr/bin/env bash
 # Re-runs every experiment of this report from its saved config, then rebuilds the report.
 #   ./reproduce.sh                 re-train into $REPRO_ROOT (default: <this folder>/reproduced)
@@ -33,7 +35,7 @@ ROOT="${{REPRO_ROOT:-$HERE/reproduced}}"
 ORIG_CWD={cwd}
 cd "${{REPRO_CWD:-$ORIG_CWD}}"
 
-compare() {{  # compare SOURCE_DIR OUT_DIR
+{threads}compare() {{  # compare SOURCE_DIR OUT_DIR
   $EFFX eval -compare "$1" --metric {metric} --split {split} --thresholds "$HERE/thresholds.yaml" --out "$2"
 }}
 if [ "${{1:-}}" = "--report-only" ]; then
@@ -41,9 +43,12 @@ if [ "${{1:-}}" = "--report-only" ]; then
   exit 0
 fi
 export EFFX_ROOT="$ROOT"
-stage() {{  # stage KIND NAME: put the saved config into a fresh experiment folder
+stage() {{  # stage KIND NAME: put the saved config (and tokenizer) into a fresh experiment folder
   rm -rf "$ROOT/$1/$2" && mkdir -p "$ROOT/$1/$2"
   cp "$HERE/configs/$1/$2/config.yaml" "$ROOT/$1/$2/config.yaml"
+  if [ -f "$HERE/configs/$1/$2/tokenizer.json" ]; then
+    cp "$HERE/configs/$1/$2/tokenizer.json" "$ROOT/$1/$2/{saved}"
+  fi
 }}
 may_fail() {{  # for runs that failed originally: their failure is re-created, not fatal
   "$@" || echo "reproduce.sh: '$*' failed (the original run failed too)" >&2
@@ -65,17 +70,34 @@ def _checkpoint_arg(ref: object, pre: str) -> str:
     return f'"$ROOT/pretrain/{pre}/{Path(text).name}"'
 
 
-def _stage_config(run_dir: Path, kind: str, name: str, out: Path) -> None:
-    """Copy the saved config; relative data paths (relative to the original root) become absolute."""
-    data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    root = run_dir.parent.parent
-    section = data.get("data") if isinstance(data, dict) else None
-    for key in ("train", "validation", "test"):
-        value = section.get(key) if isinstance(section, dict) else None
+def _absolute(section: dict, keys: tuple[str, ...], root: Path) -> None:
+    for key in keys:
+        value = section.get(key)
         if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (root / value).exists():
             section[key] = str((root / value).resolve())
+
+
+def _stage_config(run_dir: Path, kind: str, name: str, out: Path) -> None:
+    """Copy the saved config; relative data paths (relative to the original root) become absolute.
+
+    A pretraining also keeps its trained tokenizer: WordPiece training may break count ties
+    differently from run to run (tokenizers#1794), so the re-run loads the original vocabulary
+    (``tokenizer.path``) instead of training a new one.
+    """
+    data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    root, dest = run_dir.parent.parent, out / "configs" / kind / name
+    if isinstance(data.get("data"), dict):
+        _absolute(data["data"], ("train", "validation", "test"), root)
     note = f"# saved config of {kind}/{name} from {run_dir} (data paths made absolute)\n"
-    write_text(out / "configs" / kind / name / "config.yaml", note + dump_yaml(data))
+    tok = data.get("tokenizer")
+    if kind == "pretrain" and isinstance(tok, dict) and (run_dir / "tokenizer.json").is_file():
+        if tok.get("path"):
+            _absolute(tok, ("path",), root)
+        else:
+            write_text(dest / "tokenizer.json", (run_dir / "tokenizer.json").read_text(encoding="utf-8"))
+            tok["path"] = f"pretrain/{name}/{SAVED_TOKENIZER}"  # relative to the reproduction root
+            note += "# tokenizer.path: the tokenizer this pretraining trained, reused (see reproduce.sh)\n"
+    write_text(dest / "config.yaml", note + dump_yaml(data))
 
 
 def _eval_lines(run: Run, prefix: str) -> list[str]:
@@ -112,6 +134,16 @@ def baseline_lines(run: Run, out: Path) -> list[str]:
             f'{prefix}$EFFX baseline -exp {_q(run.name)} --config "$HERE/configs/baseline/{run.name}/config.yaml"']
 
 
+def thread_line(runs: list[Run]) -> str:
+    """CPU float sums depend on the thread count: re-use the one the runs were trained with, if recorded."""
+    seen = {(read_json(r.path / "sweep.json") or {}).get("omp_num_threads") for r in runs if r.kind == "finetune"}
+    seen.discard(None)
+    if len(seen) != 1:
+        return ""
+    return ("# the runs were trained with this many CPU threads; the same count gives the same numbers on CPU\n"
+            f'export OMP_NUM_THREADS="${{OMP_NUM_THREADS:-{int(seen.pop())}}}"\n')
+
+
 def write_reproduce(runs: list[Run], out: Path, source: Path, metric: str, split: str, cwd: Path) -> Path:
     """Write ``out/reproduce.sh`` (executable) and the saved configs it uses."""
     staged: set[str] = set()
@@ -122,5 +154,6 @@ def write_reproduce(runs: list[Run], out: Path, source: Path, metric: str, split
             continue
         body += finetune_lines(run, out, staged) if run.kind == "finetune" else baseline_lines(run, out)
     body.append('compare "$ROOT" "$ROOT/report"')
-    head = HEADER.format(cwd=_q(cwd.resolve()), metric=_q(metric), split=_q(split), source=_q(source.resolve()))
+    head = HEADER.format(cwd=_q(cwd.resolve()), metric=_q(metric), split=_q(split), source=_q(source.resolve()),
+                       threads=thread_line(runs), saved=SAVED_TOKENIZER)
     return write_text(out / "reproduce.sh", head + "\n" + "\n".join(body) + "\n", mode=0o755)

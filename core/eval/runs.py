@@ -84,16 +84,22 @@ RUN_FILES = ("status.json", "metrics.csv", "resolved_config.yaml", "eval.json")
 def find_experiments(root: str | Path, exclude: Path | None = None) -> list[Path]:
     """Every finetune or baseline folder under ``root`` (which may itself be one) that has been run.
 
-    A folder counts once it holds a run file (:data:`RUN_FILES`); ``exclude`` (the report folder,
-    with its saved configs and reproduced runs) is never scanned.
+    A folder counts once it holds a run file (:data:`RUN_FILES`); ``exclude`` (this report's folder)
+    and other report folders (saved configs, reproduced runs) are never scanned.
     """
     root = Path(root).resolve()
     skip = exclude.resolve() if exclude is not None else None
     candidates = [root] if (root / "config.yaml").exists() else []
     candidates += sorted(p.parent for p in root.rglob("config.yaml") if p.parent != root)
     return [p for p in candidates
-            if not (skip is not None and p.is_relative_to(skip)) and any((p / f).exists() for f in RUN_FILES)
-            and experiment_kind(p) is not None]
+            if not (skip is not None and p.is_relative_to(skip)) and not _inside_report(p, root)
+            and any((p / f).exists() for f in RUN_FILES) and experiment_kind(p) is not None]
+
+
+def _inside_report(folder: Path, root: Path) -> bool:
+    """True below another report folder (its saved configs and reproduced runs are not new runs)."""
+    return any((d / "reproduce.sh").exists() and (d / "results.csv").exists()
+               for d in folder.parents if d != root and d.is_relative_to(root))
 
 
 def _pretrain_config(resolved: dict, folder: Path) -> dict[str, Any]:

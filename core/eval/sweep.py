@@ -213,7 +213,7 @@ def ensure_config(kind: str, name: str, template: str | None, sets: tuple[str, .
                             f"or rename the sweep")
         return exp
     init_experiment(name, root=root, template=template, sets=sets, finetune=(kind == "finetune"))
-    write_json(mark, {"fingerprint": fp, "sets": list(sets)})
+    write_json(mark, {"fingerprint": fp, "sets": list(sets), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")})
     return exp
 
 
