@@ -125,8 +125,8 @@ def test_eval_metrics_match_an_independent_computation(root):
 
     from effx.eval import evaluate
 
-    exp = root / "finetune" / SDPA_FT[0]
-    res = evaluate(SDPA_FT[0], split="validation", root=root)
+    exp = root / "finetune" / SDPA_FT[1]  # (SDPA_FT[0] keeps the sweep's own eval.json for the reproduce test)
+    res = evaluate(SDPA_FT[1], split="validation", root=root)
     y, p = _independent_probs(exp)
     m = res["metrics"]
     assert set(m) == set(load_registry().names("metric")) >= {"accuracy", "macro_F1", "weighted_F1", "AUROC"}
@@ -136,7 +136,7 @@ def test_eval_metrics_match_an_independent_computation(root):
     assert m["AUROC"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"), abs=5e-3)
     assert res["n_examples"] == len(y) == 80 and res["tokens_per_s"] > 0 and res["peak_rss_MiB"] > 50
     assert res["memory_column"] == "peak_rss_MiB" and "max_gpu_mem_MiB" not in res
-    out = CliRunner().invoke(cli, ["eval", "-exp", SDPA_FT[0], "-split", "test", "--root", str(root)])
+    out = CliRunner().invoke(cli, ["eval", "-exp", SDPA_FT[1], "-split", "test", "--root", str(root)])
     assert out.exit_code == 0, out.output
     assert "macro_F1=" in out.output and "inference tokens/s=" in out.output and "peak_rss_MiB=" in out.output
     saved = json.loads((exp / "eval.json").read_text())["results"]
@@ -357,9 +357,7 @@ def test_reproduce_sh_retrains_and_recreates_results_csv(root, tmp_path):
     from effx.eval import build_report
 
     sub = tmp_path / "sub"
-    like = {json.loads((b / "eval.json").read_text())["experiment"]: b for b in (root / "baseline").iterdir()}
     base = next(b for b in (root / "baseline").iterdir() if "like: t-s0-sdpa" in (b / "config.yaml").read_text())
-    del like
     for src in (root / "pretrain" / "t-pre-sdpa", root / "finetune" / SDPA_FT[0], base):
         shutil.copytree(src, sub / src.parent.name / src.name)
     rep = build_report(sub, tmp_path / "rep")
