@@ -11,11 +11,14 @@ real FFTs of length ``L >= 2N - 1`` (no wrap-around reaches the outputs we keep)
 divided by its per-head max first, a constant that cancels in the ratio.
 
 Memory: the ``[B, H, N, M, Dh+1]`` outer products are processed in feature chunks of at most
-``CHUNK_ELEMENTS`` values, so peak memory stays O(N * chunk), never N x N.
+``CHUNK_ELEMENTS`` values, and under autograd each chunk is recomputed in backward instead of
+stored, so peak memory stays O(N (M + chunk)), never N x N. Time is O(N log N M Dh): slower than
+the plain linear path by the FFT factor, as in the paper.
 """
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 CHUNK_ELEMENTS = 1 << 24  # values of the (B, H, L, chunk, Dh+1) spectrum per feature chunk
 
@@ -25,21 +28,28 @@ def fft_length(n: int) -> int:
     return 1 << max(0, (2 * n - 2).bit_length())
 
 
+def _chunk(qc: torch.Tensor, kc: torch.Tensor, v_ext: torch.Tensor, c_hat: torch.Tensor, length: int) -> torch.Tensor:
+    """One feature chunk: ``qc, kc [B, H, N, mc]`` -> its ``[B, H, N, E]`` contribution."""
+    b, h, n, mc = kc.shape
+    e = v_ext.shape[-1]
+    x = (kc[..., :, None] * v_ext[..., None, :]).flatten(-2)  # (B, H, N, mc*E)
+    x_hat = torch.fft.rfft(x, n=length, dim=2)  # (B, H, F, mc*E)
+    y = torch.fft.irfft(x_hat * c_hat, n=length, dim=2)[:, :, n - 1:2 * n - 1]  # (B, H, N, mc*E)
+    return (qc[..., None, :] @ y.reshape(b, h, n, mc, e)).squeeze(-2)  # (B, H, N, E)
+
+
 def toeplitz_attention(qp: torch.Tensor, kp: torch.Tensor, v_ext: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """``qp, kp [B, H, N, M]``, ``v_ext [B, H, N, E]``, ``table [H, 2N-1]`` (bias of offset i-j at
     index i-j+N-1) -> ``[B, H, N, E]`` = ``sum_j phi(q_i).phi(k_j) exp(b(i-j)) v_ext_j``."""
     b, h, n, m = kp.shape
-    e = v_ext.shape[-1]
     length = fft_length(n)
     c = torch.exp(table - table.amax(dim=-1, keepdim=True))  # (H, 2N-1), max 1
     c_hat = torch.fft.rfft(c, n=length, dim=-1)[None, :, :, None]  # (1, H, F, 1)
-    chunk = max(1, CHUNK_ELEMENTS // max(1, b * h * length * e))
-    out = v_ext.new_zeros(b, h, n, e)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, b * h * length * v_ext.shape[-1]))
+    recompute = torch.is_grad_enabled()  # keep only chunk inputs for backward: O(N M) memory, not O(N M E)
+    out = None
     for s in range(0, m, chunk):  # bounded-memory loop over feature chunks (not over positions)
-        kc, qc = kp[..., s:s + chunk], qp[..., s:s + chunk]  # (B, H, N, mc)
-        mc = kc.shape[-1]
-        x = (kc[..., :, None] * v_ext[..., None, :]).flatten(-2)  # (B, H, N, mc*E)
-        x_hat = torch.fft.rfft(x, n=length, dim=2)  # (B, H, F, mc*E)
-        y = torch.fft.irfft(x_hat * c_hat, n=length, dim=2)[:, :, n - 1:2 * n - 1]  # (B, H, N, mc*E)
-        out = out + (qc[..., None, :] @ y.view(b, h, n, mc, e)).squeeze(-2)  # (B, H, N, E)
+        args = (qp[..., s:s + chunk], kp[..., s:s + chunk], v_ext, c_hat, length)
+        part = checkpoint(_chunk, *args, use_reentrant=False) if recompute else _chunk(*args)
+        out = part if out is None else out + part
     return out

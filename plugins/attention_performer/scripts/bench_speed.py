@@ -2,9 +2,9 @@
 
 Time: for each N all implementations run in ONE process, interleaved call by call, and the
 minimum over repetitions is reported (robust to other jobs on a shared machine; ratios come from
-the same run). Memory: each (implementation, N) runs in a fresh subprocess so peak resident memory
-(``ru_maxrss``) is that configuration's alone; "extra peak" = peak minus the resident size after
-inputs were built::
+the same run). Memory: each (implementation, N) runs in a fresh subprocess; after the inputs are built the
+kernel's peak-RSS mark is reset (``/proc/self/clear_refs``) and "extra peak" = VmHWM after a
+warm-up and 2 timed steps minus the resident size at that point (glibc default allocator)::
 
     python plugins/attention_performer/scripts/bench_speed.py --n 16384 --impls performer_favor performer_pytorch sdpa
 """
@@ -25,6 +25,21 @@ B, H, DH, M = 1, 4, 64, 256
 def rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def reset_peak() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0), so the peak we
+    read belongs to this configuration and not to e.g. the import of torch."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build(impl: str):
@@ -74,6 +89,7 @@ def child(impl: str, n: int, reps: int) -> dict:
     torch.manual_seed(0)
     fn = build(impl)
     q, k, v = (torch.randn(B, H, n, DH, requires_grad=True) for _ in range(3))
+    reset_peak()
     base = rss_mib()  # inputs built; everything above this is the configuration's own memory
     fn(q, k, v).sum().backward()  # warm-up (allocator, lazy init)
     times = []
@@ -81,7 +97,7 @@ def child(impl: str, n: int, reps: int) -> dict:
         t0 = time.perf_counter()
         fn(q, k, v).sum().backward()
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     return {"impl": impl, "n": n, "median_s": statistics.median(times), "min_s": min(times),
             "extra_peak_mib": peak - base}
 
