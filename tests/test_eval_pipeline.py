@@ -225,7 +225,7 @@ COLUMNS = ["config_id", "family", "variant", "attention_type", "attention_params
            "n_heads", "d_ff", "seq_len", "batch_size", "lr", "epochs", "dtype", "num_parameters", "device", "n_seeds",
            "seeds", "n_failed", "macro_F1_best", "macro_F1_mean", "macro_F1_std", "macro_F1_spread", "accuracy_mean",
            "weighted_F1_mean", "AUROC_mean", "time_per_epoch_s", "train_tokens_per_s", "infer_tokens_per_s",
-           "max_gpu_mem_MiB", "peak_rss_MiB", "status", "wnf_vs_baseline", "wnf_vs_sdpa", "wnf_cost", "wnf_seeds",
+           "max_gpu_mem_MiB", "peak_rss_MiB", "status", "failed_experiments", "wnf_vs_baseline", "wnf_vs_sdpa", "wnf_cost", "wnf_seeds",
            "wnf_spread", "wnf_no_failures", "PASS_WNF", "experiments"]
 
 
@@ -287,12 +287,14 @@ def test_failed_run_is_listed_with_cause_and_excluded_from_rankings(report):
     assert list(failed["experiment"]) == ["t-nan"] and "nan" in failed["cause"][0].lower()
     assert failed["status"][0] == "failed"
     df = pd.read_csv(report.out / "results.csv")
-    row = df[df["experiments"] == "t-nan"].iloc[0]
+    row = df[df["failed_experiments"] == "t-nan"].iloc[0]
+    assert pd.isna(row["experiments"])
     assert (row["status"], row["n_seeds"], row["n_failed"], row["PASS_WNF"]) == ("failed", 0, 1, "FAIL")
     assert math.isnan(row["macro_F1_mean"])
     for name in ("ranking_by_macro_F1.csv", "ranking_by_cost.csv"):
         rank = pd.read_csv(report.out / name)
         assert "t-nan" not in " ".join(rank["experiments"]) and len(rank) == 3
+        assert "failed_experiments" not in rank
         assert list(rank["rank"]) == [1, 2, 3]
     by_f1 = pd.read_csv(report.out / "ranking_by_macro_F1.csv")["macro_F1_mean"]
     assert list(by_f1) == sorted(by_f1, reverse=True)
@@ -366,7 +368,6 @@ def test_reproduce_sh_retrains_and_recreates_results_csv(root, tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     old = pd.read_csv(rep.out / "results.csv")
     new = pd.read_csv(tmp_path / "again" / "report" / "results.csv")
-    measured = ["time_per_epoch_s", "train_tokens_per_s", "infer_tokens_per_s", "peak_rss_MiB", "max_gpu_mem_MiB",
-                "experiments"]
+    measured = ["time_per_epoch_s", "train_tokens_per_s", "infer_tokens_per_s", "peak_rss_MiB", "max_gpu_mem_MiB"]
     pd.testing.assert_frame_equal(old.drop(columns=measured), new.drop(columns=measured))
     assert (tmp_path / "again" / "finetune" / SDPA_FT[0] / "ckpt_best.pt").is_file()

@@ -140,7 +140,8 @@ def configuration_row(runs: list[Run], split: str, metric_names: Iterable[str]) 
     row.update(_memory(ok))
     row["status"] = "finished" if not row["n_failed"] else ("failed" if not ok else f"partial ({row['n_failed']} failed)")
     row["metrics_source"] = " ".join(sorted({r.metrics_source for r in ok}))
-    row["experiments"] = " ".join(sorted(r.name for r in runs))
+    row["experiments"] = " ".join(sorted(r.name for r in ok))  # the runs behind the figures
+    row["failed_experiments"] = " ".join(sorted(r.name for r in runs if not r.ok))
     return row
 
 

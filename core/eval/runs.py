@@ -185,7 +185,16 @@ def training_cost(df: pd.DataFrame | None, ev: dict, split: str) -> dict[str, An
     return cost
 
 
-def _failure(status: dict | None, df: pd.DataFrame | None, metrics: dict, metric: str, split: str) -> tuple[str, str]:
+def nonfinite_loss(folder: Path) -> bool:
+    """True if a loss cell of metrics.csv reads nan/inf (read as text: an empty cell is not a NaN)."""
+    try:
+        raw = pd.read_csv(folder / "metrics.csv", dtype=str, keep_default_na=False, usecols=["loss"])
+    except (ValueError, OSError, pd.errors.ParserError):
+        return False
+    return raw["loss"].str.strip().str.lower().isin({"nan", "inf", "-inf", "+inf", "infinity", "-infinity"}).any()
+
+
+def _failure(status: dict | None, folder: Path, metrics: dict, metric: str, split: str) -> tuple[str, str]:
     """``(status, cause)``; cause is empty for a usable run."""
     if status is None:
         return "missing", "no status.json (run never started or crashed before writing it)"
@@ -194,7 +203,7 @@ def _failure(status: dict | None, df: pd.DataFrame | None, metrics: dict, metric
         cause = status.get("cause") or ("still running, or killed without a chance to record why"
                                         if state == "running" else "no cause recorded")
         return state, str(cause)
-    if df is not None and "loss" in df and (~_col(df, "loss").dropna().map(math.isfinite)).any():
+    if nonfinite_loss(folder):
         return "failed", "NaN/Inf loss in metrics.csv"
     if not metrics:
         return "failed", f"missing metrics for split '{split}' (run `effx eval -exp NAME -split {split}`)"
@@ -209,7 +218,7 @@ def load_run(folder: Path, split: str = "validation", metric: str = "macro_F1") 
     df = read_metrics_csv(folder)
     ev = read_json(folder / "eval.json") or {}
     metrics, source = split_metrics(folder, df, split)
-    state, cause = _failure(read_json(folder / "status.json"), df, metrics, metric, split)
+    state, cause = _failure(read_json(folder / "status.json"), folder, metrics, metric, split)
     info = read_json(folder / "run_info.json") or {}
     seed = config.get("seed", info.get("seed"))
     return Run(name=folder.name, kind=kind, path=folder.resolve(), config=config,
