@@ -18,6 +18,10 @@ compared pairs.
 """
 from __future__ import annotations
 
+import math
+import threading
+from functools import partial
+
 import attrs
 import torch
 import torch.nn.functional as F
@@ -27,7 +31,7 @@ from effx.masks import attn_mask_4d
 MASKED = -1e30  # score of a pair that may not be attended (finite, so softmax never sees -inf - -inf)
 SELF = -1e5  # shared-QK score of a token with itself: used only when no other key is allowed
 DEAD = -1e29  # a row maximum below this means the query compared no allowed key
-DUP_SCALE = 1e33  # chunk ids are stored times this (fp32-exact enough below 2**16 chunks)
+DUP_SCALE = 1e15  # chunk ids are stored times this: squared distances of neighbours stay < -DEAD
 
 
 def windows(x: torch.Tensor, bs: int, t: int) -> torch.Tensor:
@@ -36,15 +40,64 @@ def windows(x: torch.Tensor, bs: int, t: int) -> torch.Tensor:
     return x.as_strided((t, 3 * bs, *x.shape[1:]), (bs * inner, *x.stride()))
 
 
+_SCRATCH = threading.local()
+
+
+def scratch(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A flat buffer reused across calls of this thread (dedup penalties, score gradients): avoids
+    faulting in ~200 MB of fresh pages every step. Callers must not keep it past their call."""
+    cache = _SCRATCH.__dict__.setdefault("buffers", {})
+    key = (torch.device(device), dtype, torch.is_inference_mode_enabled())  # inference tensors stay apart
+    buf = cache.get(key)
+    if buf is None or buf.numel() < numel:
+        cache[key] = buf = None  # free the old one first
+        cache[key] = buf = torch.empty(numel, dtype=dtype, device=device)
+    return buf[:numel]
+
+
+class BufferPool:
+    """Large buffers of one attention module recycled from step to step.
+
+    The backward hands back the buffers it saved (sorted q/k/v, probabilities) and the next forward
+    writes into them instead of faulting in fresh pages (~0.4 GB per layer at N=16k). Writing bumps
+    the tensors' version counters, so a retained graph that is run backward again after a later forward
+    raises autograd's in-place error instead of using overwritten values.
+    """
+
+    def __init__(self) -> None:
+        self.free: list[torch.Tensor] = []
+
+    def take(self, shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        numel = math.prod(shape)
+        if not torch.is_inference_mode_enabled():
+            for i, buf in enumerate(self.free):
+                if buf.dtype == dtype and buf.device == device and buf.numel() >= numel:
+                    return self.free.pop(i)[:numel].view(shape)
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def give(self, *tensors: torch.Tensor | None) -> None:
+        if torch.is_inference_mode_enabled():
+            return
+        for t in tensors:
+            if t is not None and not t.is_inference():
+                self.free.append(t.view(-1))
+        self.free = self.free[-4:]
+
+
 def window_grad(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Transpose of the window product: ``w (T, bs, 3bs)``, ``x (T, bs, D)`` -> ``((T+2)*bs, D)``.
 
-    Row block ``j`` of window ``c`` belongs to padded chunk ``c + j``; each block accumulates in place.
+    Row block ``j`` of window ``c`` belongs to padded chunk ``c + j``: the centre blocks fill chunks
+    1..T, the back and forward blocks accumulate onto them (no zero-filled buffer).
     """
     t, bs, d = x.shape
-    out = x.new_zeros(t + 2, bs, d)  # (T+2, bs, D)
-    for j in range(3):  # the three key blocks of a window, not a loop over chunks
-        out[j:j + t].baddbmm_(w[:, :, j * bs:(j + 1) * bs].transpose(1, 2), x)
+    out = x.new_empty(t + 2, bs, d)  # (T+2, bs, D)
+    out[0].zero_()
+    out[t + 1].zero_()
+    blocks = [w[:, :, j * bs:(j + 1) * bs].transpose(1, 2) for j in range(3)]  # 3 x (T, bs, bs)
+    out[1:t + 1].baddbmm_(blocks[1], x, beta=0)
+    out[:t].baddbmm_(blocks[0], x)
+    out[2:].baddbmm_(blocks[2], x)
     return out.view(-1, d)
 
 
@@ -93,19 +146,20 @@ class ScoreMasks:
     def _drop_duplicates_(self, s: torch.Tensor) -> None:
         """Mask in round r every pair already compared in a round r' < r: |chunk_r'(q) - chunk_r'(k)| <= 1.
 
-        Chunk ids arrive pre-scaled by ``DUP_SCALE``, so ``|a - b| - 1.5 * DUP_SCALE`` is already the
-        penalty: <= -0.5 * DUP_SCALE (masked) for neighbours, >= +0.5 * DUP_SCALE (no effect) otherwise.
+        Chunk ids arrive scaled by ``DUP_SCALE`` (``u``), so ``d^2 - 2.25 u^2`` is already the penalty:
+        ``<= -1.25 u^2`` (masked) for neighbours, ``>= 1.75 u^2`` (or inf: no effect) otherwise.
         """
         bh, r, nc, bs = self.shape
         s5 = s.view(bh, r, nc, bs, 3 * bs)
         cq = self.q_chunks.view(bh, r, nc, bs, r)
         ck = self.k_chunks.view(bh, r, nc, 3 * bs, r)
-        buf = torch.empty(s5[:, 1:].numel(), device=s.device)
+        buf = scratch(s5[:, 1:].numel(), s.dtype, s.device)
+        offset = torch.tensor(-2.25 * DUP_SCALE**2, dtype=s.dtype, device=s.device)
         for rp in range(r - 1):  # earlier round r'; all later rounds at once
             later = s5[:, rp + 1:]  # (BH, R-r'-1, nc, bs, 3bs)
-            pen = torch.sub(cq[:, rp + 1:, :, :, rp, None], ck[:, rp + 1:, :, None, :, rp],
-                            out=buf[:later.numel()].view(later.shape))
-            pen.abs_().sub_(1.5 * DUP_SCALE)
+            dist = torch.sub(cq[:, rp + 1:, :, :, rp, None], ck[:, rp + 1:, :, None, :, rp],
+                             out=buf[:later.numel()].view(later.shape))
+            pen = torch.addcmul(offset, dist, dist, out=dist)
             torch.minimum(later, pen, out=later)
 
 
@@ -123,10 +177,12 @@ class LSHCore(torch.autograd.Function):
         # q (B, H, N, D) pre-scaled, k unit keys or keys, v; bias (T, bs, 3bs) or None;
         # unused_k: the caller's k under shared-QK (its gradient is zero, not missing), else None
         t, bs, d = plan.t, plan.bs, q.shape[-1]
-        qs = q.reshape(-1, d).index_select(0, plan.qrows).view(t, bs, d)  # (T, bs, D)
-        ks = k.reshape(-1, d).index_select(0, plan.krows)  # ((T+2)*bs, D)
-        vs = v.reshape(-1, d).index_select(0, plan.krows)  # ((T+2)*bs, D)
-        s = torch.bmm(qs, windows(ks, bs, t).transpose(1, 2))  # (T, bs, 3bs): the one big buffer
+        take = partial(plan.pool.take, dtype=q.dtype, device=q.device)
+        qs = torch.index_select(q.reshape(-1, d), 0, plan.qrows, out=take((t * bs, d))).view(t, bs, d)
+        ks = torch.index_select(k.reshape(-1, d), 0, plan.krows, out=take(((t + 2) * bs, d)))
+        vs = torch.index_select(v.reshape(-1, d), 0, plan.krows, out=take(((t + 2) * bs, d)))
+        # (T, bs, D) and ((T+2)*bs, D) x 2; then the scores (T, bs, 3bs): the one big buffer
+        s = torch.bmm(qs, windows(ks, bs, t).transpose(1, 2), out=take((t, bs, 3 * bs)))
         plan.masks.apply_(s)
         if bias is not None:
             s.add_(bias)
@@ -139,7 +195,10 @@ class LSHCore(torch.autograd.Function):
             o = torch.bmm(s, windows(vs, bs, t))  # (T, bs, D)
         out, w_slots = mix_rounds(o, lse, plan)
         ctx.plan, ctx.dropout_p, ctx.has_bias = plan, dropout_p, bias is not None
-        ctx.save_for_backward(qs, ks, vs, s, keep, w_slots, out)
+        if plan.needs_grad:
+            ctx.save_for_backward(qs, ks, vs, s, keep, w_slots, out)
+        else:
+            plan.pool.give(qs, ks, vs, s)
         return out.view_as(q)
 
     @staticmethod
@@ -156,13 +215,18 @@ class LSHCore(torch.autograd.Function):
             dv = unsort_sum(window_grad(p * keep * scale, gs), plan.kback, plan.shape)
         else:
             dv = unsort_sum(window_grad(p, gs), plan.kback, plan.shape)  # (B, H, N, D)
-        dp = torch.bmm(gs, windows(vs, bs, t).transpose(1, 2))  # (T, bs, 3bs)
+        vw_t = windows(vs, bs, t).transpose(1, 2)
+        if ctx.has_bias:  # dS is returned as the bias gradient: it needs its own buffer
+            dp = torch.bmm(gs, vw_t)  # (T, bs, 3bs)
+        else:
+            dp = torch.bmm(gs, vw_t, out=scratch(p.numel(), p.dtype, p.device).view_as(p))
         del gs
         if keep is not None:
             dp.mul_(keep).mul_(scale)
         dp.sub_(delta).mul_(p)  # dS, in the dP buffer
         dq = unsort_sum(torch.bmm(dp, windows(ks, bs, t)), plan.qback, plan.shape)  # (B, H, N, D)
         dk = unsort_sum(window_grad(dp, qs), plan.kback, plan.shape)  # (B, H, N, D)
+        plan.pool.give(qs, ks, vs, p)
         dk_unused = torch.zeros_like(dk) if ctx.needs_input_grad[6] else None
         return dq, dk, dv, (dp if ctx.has_bias else None), None, None, dk_unused
 
@@ -172,20 +236,20 @@ def mix_rounds(o: torch.Tensor, lse: torch.Tensor, plan: "Plan") -> tuple[torch.
 
     Also returns each slot's round weight ``(T, bs)`` (0 for padding slots) for the backward.
     """
-    b, h, n, r = plan.shape
+    r = plan.shape[3]
     d = o.shape[-1]
     w = torch.softmax(lse.view(-1).index_select(0, plan.qback).view(-1, r), dim=-1)  # (B*H*N, R)
-    o_pos = o.view(-1, d).index_select(0, plan.qback).view(-1, r, d)  # (B*H*N, R, D)
-    out = torch.bmm(w.unsqueeze(1), o_pos).squeeze(1)  # (B*H*N, D)
+    bags = plan.qback.view(-1, r)  # (B*H*N, R): each position's slot in every round
+    out = F.embedding_bag(bags, o.view(-1, d), mode="sum", per_sample_weights=w)  # (B*H*N, D)
     w_slots = w.view(-1).index_select(0, plan.wrows).masked_fill_(plan.qpad, 0.0)  # (T*bs,)
     return out, w_slots.view(plan.t, plan.bs)
 
 
 def unsort_sum(x: torch.Tensor, back: torch.Tensor, shape: tuple) -> torch.Tensor:
-    """Sorted rows ``(*, D)`` -> ``(B, H, N, D)``: gather each position's row in every round and sum."""
+    """Sorted rows ``(*, D)`` -> ``(B, H, N, D)``: each position's rows of every round, summed in one pass."""
     b, h, n, r = shape
     d = x.shape[-1]
-    return x.reshape(-1, d).index_select(0, back).view(b, h, n, r, d).sum(3)
+    return F.embedding_bag(back.view(-1, r), x.reshape(-1, d), mode="sum").view(b, h, n, d)
 
 
 @attrs.frozen
@@ -207,6 +271,8 @@ class Plan:
     wrows: torch.Tensor
     qpad: torch.Tensor
     masks: ScoreMasks
+    pool: BufferPool
+    needs_grad: bool
 
 
 def inverse(perm: torch.Tensor) -> torch.Tensor:
@@ -267,7 +333,8 @@ def _back(inv: torch.Tensor, n: int, offset: int) -> torch.Tensor:
     return (base + inv[..., :n]).permute(0, 1, 3, 2).reshape(-1)
 
 
-def make_plan(qperm, kperm, n: int, bs: int, *, shared_qk: bool, dedup: bool, key_padding_mask, attn_mask):
+def make_plan(qperm, kperm, n: int, bs: int, *, shared_qk: bool, dedup: bool, key_padding_mask, attn_mask,
+              pool: BufferPool, needs_grad: bool):
     """All index maps and score masks of one forward from the sort orders ``(B, H, R, Np)``."""
     b, h, r, npad = qperm.shape
     t = b * h * r * npad // bs
@@ -294,7 +361,7 @@ def make_plan(qperm, kperm, n: int, bs: int, *, shared_qk: bool, dedup: bool, ke
         shape=(b, h, n, r), t=t, bs=bs, qrows=qrows,
         krows=F.pad(qrows if kperm is qperm else _rows(kperm, n), (bs, bs)),  # outer pads read row 0
         qback=_back(qinv, n, 0), kback=_back(kinv, n, bs), wrows=wrows.reshape(-1),
-        qpad=(qperm >= n).reshape(-1), masks=masks,
+        qpad=(qperm >= n).reshape(-1), masks=masks, pool=pool, needs_grad=needs_grad,
     )
 
 
@@ -308,13 +375,15 @@ def relative_bias(rel_bias, qperm, kperm, bs: int, dtype: torch.dtype) -> torch.
 
 
 def chunked_attention(q, k, v, qperm, kperm, bs: int, *, shared_qk: bool, dedup: bool, dropout_p: float,
-                      key_padding_mask=None, attn_mask=None, rel_bias=None) -> torch.Tensor:
+                      key_padding_mask=None, attn_mask=None, rel_bias=None, pool: BufferPool | None = None):
     """``q, k, v (B, H, N, D)``; ``qperm/kperm (B, H, R, Np)`` slot -> position (positions >= N pad
     the sequence to ``Np = nc * bs`` and sort last). Returns ``(B, H, N, D)``."""
     n, d = q.shape[2:]
+    bias = relative_bias(rel_bias, qperm, kperm, bs, q.dtype) if rel_bias is not None else None
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, bias))
     with torch.no_grad():
         plan = make_plan(qperm, kperm, n, bs, shared_qk=shared_qk, dedup=dedup,
-                         key_padding_mask=key_padding_mask, attn_mask=attn_mask)
+                         key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                         pool=pool if pool is not None else BufferPool(), needs_grad=needs_grad)
     keys = F.normalize(q, dim=-1) if shared_qk else k  # paper: shared-QK keys are unit queries
-    bias = relative_bias(rel_bias, qperm, kperm, bs, q.dtype) if rel_bias is not None else None
     return LSHCore.apply(q * d ** -0.5, keys, v, bias, plan, dropout_p, k if shared_qk else None)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import effx
 from effx.masks import as_bool
 
-from .chunked import chunked_attention
+from .chunked import BufferPool, chunked_attention
 
 _positive = attrs.validators.ge(1)
 
@@ -67,6 +67,7 @@ class ReformerLSH(effx.Attention):
         self._gen = torch.Generator().manual_seed(ctx.seed)
         self.register_buffer("rotations", self._draw(), persistent=True)  # (H, Dh, R, P)
         self._last: torch.Tensor | None = None  # rotations of the latest training forward
+        self._pool = BufferPool()  # big buffers recycled between steps
 
     # --- hashing: subclasses replace these two -------------------------------------------------
     def _projections(self, n_max: int) -> int:
@@ -124,7 +125,7 @@ class ReformerLSH(effx.Attention):
         p = self.ctx.dropout if self.training else 0.0
         return chunked_attention(q, k, v, qperm, kperm, bs, shared_qk=self.config.shared_qk,
                                  dedup=self.config.dedup, dropout_p=p, key_padding_mask=kpm,
-                                 attn_mask=attn_mask, rel_bias=rel_bias)
+                                 attn_mask=attn_mask, rel_bias=rel_bias, pool=self._pool)
 
 
 def angular_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int) -> torch.Tensor:

@@ -333,3 +333,30 @@ def test_balanced_beats_lsh_on_clustered_inputs():
         att = cls(cfg_cls(bucket_size=16, n_hashes=2), effx.AttentionContext(1, d, n, seed=0)).eval()
         errs[cls.name] = ((att(x, x, v) - exact).norm() / exact.norm()).item()
     assert errs["reformer_balanced"] < errs["reformer_lsh"], errs
+
+
+# --- buffer recycling -------------------------------------------------------------------------
+
+def test_recycled_buffers_give_identical_steps_and_survive_inference_mode():
+    att = make(ReformerLSH, ReformerConfig(bucket_size=4, n_hashes=3, rotations="fixed")).train()
+    q, k, v = qkv(40, seed=12, grad=True)
+    with torch.inference_mode():
+        first = att(q, k, v)
+    grads = []
+    for _ in range(3):  # step 2 and 3 write into the buffers step 1 handed back
+        out = att(q, k, v)
+        grads.append(torch.autograd.grad(out.square().sum(), (q, v)))
+        torch.testing.assert_close(out.detach(), first)
+    for g in grads[1:]:
+        for a, b in zip(g, grads[0]):
+            torch.testing.assert_close(a, b)
+
+
+def test_retained_graph_reused_after_recycling_fails_loudly():
+    att = make(ReformerLSH, ReformerConfig(bucket_size=4, n_hashes=2, rotations="fixed")).train()
+    q, k, v = qkv(40, seed=13, grad=True)
+    loss = att(q, k, v).sum()
+    loss.backward(retain_graph=True)
+    att(q * 2, k, v).sum().backward()  # reuses the buffers the first graph still refers to
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
