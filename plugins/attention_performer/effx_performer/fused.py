@@ -7,7 +7,9 @@ but with fewer passes over the two ``[B, H, N, M]`` feature tensors and no extra
 * forward: each feature map is ONE matmul followed by in-place ``max``-subtract and ``exp`` on the
   same buffer (no separate logits tensor); the two features are the only O(N M) tensors saved;
 * backward: ``d exp(l) = exp(l) * d phi`` is applied in place to the incoming feature gradient,
-  which is then contracted straight back to the (small) matmul inputs. The stabilising maxima
+  which is then contracted straight back to the (small) matmul inputs; the query-side and
+  key-side feature gradients share ONE buffer (on CPU a fresh 64 MiB tensor costs more in page
+  faults than the matmul that fills it). The stabilising maxima
   cancel in the attention ratio, so they carry no gradient.
 
 Memory: saved between forward and backward ``2 x [B, H, N, M]`` fp32; peak in backward one more
@@ -45,8 +47,7 @@ class FavorLinear(torch.autograd.Function):
         g_kv = qp.transpose(-2, -1) @ grad  # (B, H, M, Dh+1)
         g_feat = grad @ kv.transpose(-2, -1)  # (B, H, N, M): d out / d phi(q)
         g_xq = g_feat.mul_(qp) @ wq  # (B, H, N, a): through exp, in place
-        del g_feat  # freed before the key-side buffer is allocated: one O(N M) gradient at a time
-        g_feat = v_ext @ g_kv.transpose(-2, -1)  # (B, H, N, M): d out / d phi(k)
+        torch.matmul(v_ext, g_kv.transpose(-2, -1), out=g_feat)  # (B, H, N, M): d out / d phi(k), same buffer
         g_v = kp @ g_kv  # (B, H, N, E)
         g_yk = g_feat.mul_(kp) @ wk  # (B, H, N, a)
         return g_xq, None, g_yk, None, g_v
