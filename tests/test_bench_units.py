@@ -23,16 +23,24 @@ def test_peak_meter_measures_an_allocation_honestly():
 
 
 def test_extrapolation_and_predicted_skips():
-    hist = [{"seq_len": 1024, "status": "ok", "fwdbwd_peak_mib": 100.0, "fwdbwd_ms": 100.0},
-            {"seq_len": 2048, "status": "ok", "fwdbwd_peak_mib": 400.0, "fwdbwd_ms": 200.0}]
+    hist = [{"seq_len": 1024, "batch": 1, "status": "ok", "fwdbwd_peak_mib": 100.0, "fwdbwd_ms": 100.0},
+            {"seq_len": 2048, "batch": 1, "status": "ok", "fwdbwd_peak_mib": 400.0, "fwdbwd_ms": 200.0}]
     assert runner._extrapolate([(1024, 100.0), (2048, 400.0)], 4096) == pytest.approx(1600.0)  # slope 2
-    assert runner._extrapolate([(2048, 400.0)], 4096) == pytest.approx(1600.0)  # one point: quadratic
-    reason = runner.predicted_skip(hist, 4096, mem_cap_gib=1.0, time_cap_s=100)
+    assert runner._extrapolate([(2048, 400.0)], 4096) is None  # one point: the watchdog decides
+    reason = runner.predicted_skip(hist, 4096, 1, mem_cap_gib=1.0, time_cap_s=100)
     assert reason.startswith("predicted peak 1.6 GiB > memory cap 1 GiB")
-    assert runner.predicted_skip(hist, 4096, mem_cap_gib=2.0, time_cap_s=100) is None
-    assert "time cap 0.3 s" in runner.predicted_skip(hist, 4096, mem_cap_gib=2.0, time_cap_s=0.3)
+    assert runner.predicted_skip(hist, 4096, 1, mem_cap_gib=2.0, time_cap_s=100) is None
+    assert "time cap 0.3 s" in runner.predicted_skip(hist, 4096, 1, mem_cap_gib=2.0, time_cap_s=0.3)
     failed = hist + [{"seq_len": 4096, "status": "failed"}]
-    assert runner.predicted_skip(failed, 8192, 100, 100) == "not run: N=4096 was already failed"
+    assert runner.predicted_skip(failed, 8192, 1, 100, 100) == "not run: N=4096 was already failed"
+
+
+def test_prediction_is_per_sequence_when_batch_shrinks_with_n():
+    # constant tokens per step: 32 x 512 then 16 x 1024, linear memory per token -> flat total
+    hist = [{"seq_len": 512, "batch": 32, "status": "ok", "fwdbwd_peak_mib": 2048.0, "fwdbwd_ms": 1000.0},
+            {"seq_len": 1024, "batch": 16, "status": "ok", "fwdbwd_peak_mib": 2048.0, "fwdbwd_ms": 1000.0}]
+    assert runner.predicted_skip(hist, 4096, 4, mem_cap_gib=3.0, time_cap_s=10) is None
+    assert "memory cap" in runner.predicted_skip(hist, 4096, 4, mem_cap_gib=1.5, time_cap_s=10)
 
 
 def test_over_cap_marks_a_run_that_slipped_past_the_watchdog():

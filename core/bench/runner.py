@@ -7,8 +7,8 @@ the ~3 s import again (see :mod:`effx.bench.memory` for why a fresh process per 
 A configuration is skipped, with the reason recorded, when
 
 * a smaller N of the same row was skipped or failed;
-* the log-log extrapolation of the two previous N predicts a peak above ``mem_cap_gib`` or a
-  forward+backward step above ``time_cap_s`` (one previous point: quadratic growth is assumed);
+* the log-log extrapolation (per sequence) of the two previous N predicts a peak above
+  ``mem_cap_gib`` or a forward+backward step above ``time_cap_s``;
 * while running, its resident set grows past the cap (the watchdog kills it) or its first run
   exceeds the time cap (the worker stops itself), or it runs out of memory.
 """
@@ -74,30 +74,32 @@ def over_cap(result: dict, mem_cap_gib: float) -> dict:
 
 
 def _extrapolate(points: list[tuple[int, float]], n: int) -> float | None:
-    """Log-log extrapolation from the last two points (slope clamped to [1, 2.5])."""
-    if not points:
+    """Log-log extrapolation from the last two points (slope clamped to [1, 2.5]); None below two."""
+    if len(points) < 2:
         return None
-    if len(points) == 1:
-        (n1, y1), slope = points[0], 2.0
-    else:
-        (n0, y0), (n1, y1) = points[-2:]
-        slope = math.log(max(y1, 1e-9) / max(y0, 1e-9)) / math.log(n1 / n0) if n1 != n0 else 2.0
-        slope = min(max(slope, 1.0), 2.5)
-    return y1 * (n / n1) ** slope
+    (n0, y0), (n1, y1) = points[-2:]
+    slope = math.log(max(y1, 1e-9) / max(y0, 1e-9)) / math.log(n1 / n0)
+    return y1 * (n / n1) ** min(max(slope, 1.0), 2.5)
 
 
-def predicted_skip(history: list[dict], n: int, mem_cap_gib: float, time_cap_s: float) -> str | None:
-    """Reason to skip N given the rows already measured for the same label (None = run it)."""
+def predicted_skip(history: list[dict], n: int, batch: int, mem_cap_gib: float, time_cap_s: float) -> str | None:
+    """Reason to skip N given the rows already measured for the same label (None = run it).
+
+    Costs are extrapolated per sequence (``value / batch``) so suites that keep tokens per step
+    constant (smaller batch at larger N) are predicted correctly; with fewer than two measured
+    points nothing is predicted and the watchdog alone enforces the caps.
+    """
     if any(r["status"] != "ok" for r in history):
         bad = min(r["seq_len"] for r in history if r["status"] != "ok")
         return f"not run: N={bad} was already {[r for r in history if r['seq_len'] == bad][0]['status']}"
     ok = [r for r in history if r["status"] == "ok"]
-    mem = _extrapolate([(r["seq_len"], max(r["fwdbwd_peak_mib"], 1.0)) for r in ok], n)
-    if mem is not None and mem > mem_cap_gib * GIB:
-        return f"predicted peak {mem / GIB:.1f} GiB > memory cap {mem_cap_gib:g} GiB (from N<={ok[-1]['seq_len']})"
-    sec = _extrapolate([(r["seq_len"], r["fwdbwd_ms"] / 1000) for r in ok], n)
-    if sec is not None and sec > time_cap_s:
-        return f"predicted fwd+bwd {sec:.1f} s > time cap {time_cap_s:g} s (from N<={ok[-1]['seq_len']})"
+    mem = _extrapolate([(r["seq_len"], max(r["fwdbwd_peak_mib"], 1.0) / r["batch"]) for r in ok], n)
+    if mem is not None and mem * batch > mem_cap_gib * GIB:
+        return (f"predicted peak {mem * batch / GIB:.1f} GiB > memory cap {mem_cap_gib:g} GiB "
+                f"(from N<={ok[-1]['seq_len']})")
+    sec = _extrapolate([(r["seq_len"], r["fwdbwd_ms"] / 1000 / r["batch"]) for r in ok], n)
+    if sec is not None and sec * batch > time_cap_s:
+        return f"predicted fwd+bwd {sec * batch:.1f} s > time cap {time_cap_s:g} s (from N<={ok[-1]['seq_len']})"
     return None
 
 
@@ -113,7 +115,7 @@ def run_rows(ctx, specs: Iterable[dict], mem_cap_gib: float, time_cap_s: float,
     for spec in specs:
         key = (spec["suite"], spec["label"])
         history = [r for r in rows if (r["suite"], r["label"]) == key]
-        reason = predicted_skip(history, spec["n"], mem_cap_gib, time_cap_s)
+        reason = predicted_skip(history, spec["n"], spec["batch"], mem_cap_gib, time_cap_s)
         if reason is not None:
             result = {"status": "skipped", "reason": reason}
         else:

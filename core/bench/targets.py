@@ -12,8 +12,6 @@
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -138,6 +136,10 @@ def evaluate(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
         lines.append({"target": f"{label} peak memory linear in N (log-log slope <= 1.1, 2k-16k)",
                       "measured": "not measured" if slope is None else f"slope {slope:.2f}",
                       "met": "not measured" if slope is None else ("yes" if slope <= 1.1 else "no")})
+    for peer in dict.fromkeys(df[df["source"] == "peer"]["label"]):
+        even = break_even(df, peer)
+        lines.append({"target": f"(context) {peer} faster than {FUSED} (fwd+bwd)",
+                      "measured": f"from N={even}" if even else "never faster in the measured range", "met": "-"})
     for r in roofline_rows(df, roofline, settings):
         lines.append({"target": f"{r['label']} training step N=512 B={r['batch']}: >= 50 % of fp32 matmul roofline",
                       "measured": f"{r['achieved_gflops']:.0f} of {r['roofline_gflops']:.0f} GFLOP/s = "
@@ -149,7 +151,3 @@ def evaluate(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
                       "measured": f"time {_pct(-r['time_cut'])}, memory {_pct(-r['mem_cut'])}",
                       "met": "yes" if r["holds"] else "no"})
     return lines
-
-
-def finite(x) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))

@@ -1,6 +1,7 @@
 """The things a bench times: one attention layer, a PyPI peer layer, one encoder training step.
 
-Each workload offers ``forward()`` (inference, no autograd) and ``train_step()`` (forward +
+Each workload offers ``forward()`` (inference under ``torch.no_grad``; not ``inference_mode``,
+whose tensors a module may not cache and reuse in a later training step) and ``train_step()`` (forward +
 backward; for the encoder also the AdamW update). A *spec* is a plain dict so it can cross into the
 worker process; :func:`build` turns it into a workload there.
 
@@ -71,7 +72,7 @@ class LayerWorkload:
 
     def forward(self) -> torch.Tensor:
         self.module.eval()
-        with torch.inference_mode(), autocast(self.spec), sdpa_backend(self.spec):
+        with torch.no_grad(), autocast(self.spec), sdpa_backend(self.spec):
             out = self.fn(self.q, self.k, self.v)  # (B, H, N, Dh)
         return out[:, :, self.rows].float().clone()  # (B, H, S, Dh) kept for the fidelity check
 
@@ -155,7 +156,7 @@ class StepWorkload:
 
     def forward(self) -> None:
         self.model.eval()
-        with torch.inference_mode(), autocast(self.spec), sdpa_backend(self.spec):
+        with torch.no_grad(), autocast(self.spec), sdpa_backend(self.spec):
             self.model(self.ids)  # (B, C)
 
     def train_step(self) -> None:
