@@ -60,7 +60,8 @@ def eval_cmd(exp, split, ckpt, compare, metric, out, thresholds, root):
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Where to write predictions: .csv (default) or .jsonl.")
 @click.option("--format", "fmt", type=click.Choice(["auto", "csv", "jsonl", "text"]), default="auto", show_default=True)
-@click.option("--text-field", default=None, help="Column/field holding the text (default: the experiment's data.text_field).")
+@click.option("--text-field", default=None,
+              help="Column/field holding the text (default: the experiment's data.text_field).")
 @click.option("-ckpt", "--ckpt", "ckpt", default="best", show_default=True, metavar="best|last|PATH")
 @_root
 def predict_cmd(exp, input_path, output_path, fmt, text_field, ckpt, root):
@@ -97,7 +98,8 @@ def baseline_cmd(exp, like, config_file, sets, root):
 @click.command("sweep")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="Jobs run at the same time.")
-@click.option("--job", "job", default=None, metavar="NAME", help="Run only this job, in this process (cluster array tasks).")
+@click.option("--job", "job", default=None, metavar="NAME",
+              help="Run only this job, in this process (cluster array tasks).")
 @click.option("--list", "list_jobs", is_flag=True, help="Print the planned jobs and experiments, run nothing.")
 @click.option("--retry-failed", is_flag=True, help="Run experiments that failed earlier again.")
 @_root

@@ -69,7 +69,8 @@ def _csv_texts(text: str, field: str, path: Path) -> list[str]:
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise EffxError(f"{path}: not readable as CSV ({str(exc).splitlines()[0]}); check quoting and the header row") from None
+        first = str(exc).splitlines()[0]
+        raise EffxError(f"{path}: not readable as CSV ({first}); check quoting and the header row") from None
     if field not in df.columns:
         raise EffxError(f"{path}: no column '{field}' (columns: {', '.join(map(str, df.columns))}); pass --text-field")
     return df[field].tolist()

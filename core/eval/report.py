@@ -63,7 +63,8 @@ def build_report(source: str | Path, out: str | Path | None = None, metric: str 
     out = Path(out) if out is not None else source / "report"
     runs = load_runs(source, split, metric, exclude=out)
     if not runs:
-        raise EffxError(f"no finetune or baseline experiments found under {source}; run `effx finetune` or `effx baseline` first")
+        raise EffxError(f"no finetune or baseline experiments found under {source}; "
+                        f"run `effx finetune` or `effx baseline` first")
     _check_metric(runs, metric)
     results = add_pass_wnf(results_table(runs, split), th)
     failed = failed_table(runs)
@@ -74,7 +75,8 @@ def build_report(source: str | Path, out: str | Path | None = None, metric: str 
 def _write_all(out, results, failed, runs, metric, split, source, th) -> dict[str, Path]:
     public = results.drop(columns=INTERNAL)
     ranks = {f"ranking_by_{metric}": rank_by_metric(results, metric), "ranking_by_cost": rank_by_cost(results, metric)}
-    files = {"results.csv": write_csv(out / "results.csv", public), "failed_runs.csv": write_csv(out / "failed_runs.csv", failed)}
+    files = {"results.csv": write_csv(out / "results.csv", public),
+             "failed_runs.csv": write_csv(out / "failed_runs.csv", failed)}
     files.update({f"{k}.csv": write_csv(out / f"{k}.csv", v) for k, v in ranks.items()})
     md = comparison_markdown(results, failed, metric)
     files["comparison.md"] = write_text(out / "comparison.md", md)

@@ -175,4 +175,5 @@ def failed_table(runs: list[Run]) -> pd.DataFrame:
              "attention_type": "tfidf_logreg" if r.kind == "baseline" else r.config.get("model.attention.type", ""),
              "seed": r.seed, "status": r.status, "cause": r.cause, "path": str(r.path)}
             for r in runs if not r.ok]
-    return pd.DataFrame(rows, columns=["experiment", "config_id", "kind", "attention_type", "seed", "status", "cause", "path"])
+    columns = ["experiment", "config_id", "kind", "attention_type", "seed", "status", "cause", "path"]
+    return pd.DataFrame(rows, columns=columns)

@@ -108,7 +108,8 @@ def _pretrain_config(resolved: dict, folder: Path) -> dict[str, Any]:
     path = ref.get("path")
     if not path:
         return {}
-    cfg = _read_yaml(Path(path) / "config.yaml") or _read_yaml(folder.parent.parent / "pretrain" / str(ref.get("name")) / "config.yaml")
+    sibling = folder.parent.parent / "pretrain" / str(ref.get("name")) / "config.yaml"
+    cfg = _read_yaml(Path(path) / "config.yaml") or _read_yaml(sibling)
     if not cfg:
         return {}
     kept = {k: cfg[k] for k in ("train", "data", "mlm") if k in cfg}
