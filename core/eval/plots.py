@@ -34,8 +34,9 @@ def quality_plot(df: pd.DataFrame, x: str, xlabel: str, metric: str, path: Path)
         ax.errorbar(part[x], part[f"{metric}_mean"], yerr=part[f"{metric}_std"].fillna(0), fmt="o",
                     color=COLORS.get(fam, "black"), label=fam, capsize=3)
         for _, r in part.iterrows():
-            ax.annotate(f"{r['variant']}/{r['positional']}" if r["positional"] else r["variant"],
-                        (r[x], r[f"{metric}_mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            label = f"{r['variant']}/{r['positional']}" if r["positional"] else r["variant"]
+            ax.annotate(f"{label} [{r['config_id'][:4]}]", (r[x], r[f"{metric}_mean"]), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{metric} (mean over seeds)")
     ax.set_title(f"{metric} vs {xlabel.split(' [')[0]}")
