@@ -8,8 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:12px}
-td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}figure{display:inline-block;margin:1em}
-.PASS{color:#070}.FAIL{color:#b00}"""
+td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}figure{display:inline-block;margin:1em}"""
 
 
 def _table(df: pd.DataFrame) -> str:
