@@ -84,8 +84,9 @@ class BufferPool:
         self.free = self.free[-4:]
 
 
-def window_grad(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Transpose of the window product: ``w (T, bs, 3bs)``, ``x (T, bs, D)`` -> ``((T+2)*bs, D)``.
+def window_grad(w: torch.Tensor, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Transpose of the window product: ``alpha * w^T x`` for ``w (T, bs, 3bs)``, ``x (T, bs, D)``,
+    folded back onto the padded key rows ``((T+2)*bs, D)``.
 
     Row block ``j`` of window ``c`` belongs to padded chunk ``c + j``: the centre blocks fill chunks
     1..T, the back and forward blocks accumulate onto them (no zero-filled buffer).
@@ -95,9 +96,9 @@ def window_grad(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     out[0].zero_()
     out[t + 1].zero_()
     blocks = [w[:, :, j * bs:(j + 1) * bs].transpose(1, 2) for j in range(3)]  # 3 x (T, bs, bs)
-    out[1:t + 1].baddbmm_(blocks[1], x, beta=0)
-    out[:t].baddbmm_(blocks[0], x)
-    out[2:].baddbmm_(blocks[2], x)
+    out[1:t + 1].baddbmm_(blocks[1], x, beta=0, alpha=alpha)
+    out[:t].baddbmm_(blocks[0], x, alpha=alpha)
+    out[2:].baddbmm_(blocks[2], x, alpha=alpha)
     return out.view(-1, d)
 
 
@@ -174,15 +175,17 @@ class LSHCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, plan: "Plan", dropout_p: float, unused_k):
-        # q (B, H, N, D) pre-scaled, k unit keys or keys, v; bias (T, bs, 3bs) or None;
-        # unused_k: the caller's k under shared-QK (its gradient is zero, not missing), else None
+        # q, k, v (B, H, N, D) (k: unit queries under shared-QK); bias (T, bs, 3bs) or None;
+        # unused_k: the caller's k under shared-QK (its gradient is zero, not missing), else None.
+        # 1/sqrt(D) is folded into the matmuls.
         t, bs, d = plan.t, plan.bs, q.shape[-1]
         take = partial(plan.pool.take, dtype=q.dtype, device=q.device)
         qs = torch.index_select(q.reshape(-1, d), 0, plan.qrows, out=take((t * bs, d))).view(t, bs, d)
         ks = torch.index_select(k.reshape(-1, d), 0, plan.krows, out=take(((t + 2) * bs, d)))
         vs = torch.index_select(v.reshape(-1, d), 0, plan.krows, out=take(((t + 2) * bs, d)))
         # (T, bs, D) and ((T+2)*bs, D) x 2; then the scores (T, bs, 3bs): the one big buffer
-        s = torch.bmm(qs, windows(ks, bs, t).transpose(1, 2), out=take((t, bs, 3 * bs)))
+        s = take((t, bs, 3 * bs))
+        s.baddbmm_(qs, windows(ks, bs, t).transpose(1, 2), beta=0, alpha=d ** -0.5)
         plan.masks.apply_(s)
         if bias is not None:
             s.add_(bias)
@@ -211,8 +214,8 @@ class LSHCore(torch.autograd.Function):
         delta = (c.index_select(0, plan.qrows).view(t, bs) * w).unsqueeze(-1)  # (T, bs, 1)
         gs = g.index_select(0, plan.qrows).view(t, bs, d).mul_(w.unsqueeze(-1))  # (T, bs, D) dL/do
         if keep is not None:
-            scale = 1.0 / (1 - ctx.dropout_p)
-            dv = unsort_sum(window_grad(p * keep * scale, gs), plan.kback, plan.shape)
+            inv_keep = 1.0 / (1 - ctx.dropout_p)
+            dv = unsort_sum(window_grad(p * keep * inv_keep, gs), plan.kback, plan.shape)
         else:
             dv = unsort_sum(window_grad(p, gs), plan.kback, plan.shape)  # (B, H, N, D)
         vw_t = windows(vs, bs, t).transpose(1, 2)
@@ -222,10 +225,12 @@ class LSHCore(torch.autograd.Function):
             dp = torch.bmm(gs, vw_t, out=scratch(p.numel(), p.dtype, p.device).view_as(p))
         del gs
         if keep is not None:
-            dp.mul_(keep).mul_(scale)
+            dp.mul_(keep).mul_(inv_keep)
         dp.sub_(delta).mul_(p)  # dS, in the dP buffer
-        dq = unsort_sum(torch.bmm(dp, windows(ks, bs, t)), plan.qback, plan.shape)  # (B, H, N, D)
-        dk = unsort_sum(window_grad(dp, qs), plan.kback, plan.shape)  # (B, H, N, D)
+        scale = d ** -0.5
+        dq_sorted = torch.baddbmm(qs, dp, windows(ks, bs, t), beta=0, alpha=scale)  # (T, bs, D)
+        dq = unsort_sum(dq_sorted, plan.qback, plan.shape)  # (B, H, N, D)
+        dk = unsort_sum(window_grad(dp, qs, scale), plan.kback, plan.shape)  # (B, H, N, D)
         plan.pool.give(qs, ks, vs, p)
         dk_unused = torch.zeros_like(dk) if ctx.needs_input_grad[6] else None
         return dq, dk, dv, (dp if ctx.has_bias else None), None, None, dk_unused
@@ -375,9 +380,13 @@ def relative_bias(rel_bias, qperm, kperm, bs: int, dtype: torch.dtype) -> torch.
 
 
 def chunked_attention(q, k, v, qperm, kperm, bs: int, *, shared_qk: bool, dedup: bool, dropout_p: float,
-                      key_padding_mask=None, attn_mask=None, rel_bias=None, pool: BufferPool | None = None):
+                      key_padding_mask=None, attn_mask=None, rel_bias=None, pool: BufferPool | None = None,
+                      unit_q=None):
     """``q, k, v (B, H, N, D)``; ``qperm/kperm (B, H, R, Np)`` slot -> position (positions >= N pad
-    the sequence to ``Np = nc * bs`` and sort last). Returns ``(B, H, N, D)``."""
+    the sequence to ``Np = nc * bs`` and sort last); ``unit_q``: ``normalize(q)`` if already computed.
+    Returns ``(B, H, N, D)``."""
+    if shared_qk and unit_q is None:
+        unit_q = F.normalize(q, dim=-1)
     n, d = q.shape[2:]
     bias = relative_bias(rel_bias, qperm, kperm, bs, q.dtype) if rel_bias is not None else None
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, bias))
@@ -385,5 +394,5 @@ def chunked_attention(q, k, v, qperm, kperm, bs: int, *, shared_qk: bool, dedup:
         plan = make_plan(qperm, kperm, n, bs, shared_qk=shared_qk, dedup=dedup,
                          key_padding_mask=key_padding_mask, attn_mask=attn_mask,
                          pool=pool if pool is not None else BufferPool(), needs_grad=needs_grad)
-    keys = F.normalize(q, dim=-1) if shared_qk else k  # paper: shared-QK keys are unit queries
-    return LSHCore.apply(q * d ** -0.5, keys, v, bias, plan, dropout_p, k if shared_qk else None)
+    keys = unit_q if shared_qk else k  # paper: shared-QK keys are the unit-normalised queries
+    return LSHCore.apply(q, keys, v, bias, plan, dropout_p, k if shared_qk else None)

@@ -115,17 +115,22 @@ class ReformerLSH(effx.Attention):
 
     def _attend(self, q, k, v, kpm, attn_mask, rel_bias):
         n = q.shape[2]
+        if n > self.ctx.max_seq_len:  # the rotations were drawn for at most max_seq_len tokens
+            raise effx.SequenceTooLongError(
+                f"{self.name}: input length {n} exceeds max_seq_len={self.ctx.max_seq_len}; raise "
+                "model.max_seq_len or truncate the input")
         bs = min(self.config.bucket_size, n)
         npad = math.ceil(n / bs) * bs
         rot = self._current_rotations()
         pad = ~kpm if kpm is not None else None  # padding never moves real tokens between chunks
+        unit_q = F.normalize(q, dim=-1)  # hashed, and the keys under shared-QK
         with torch.no_grad():
-            qperm = self._sort(F.normalize(q, dim=-1), rot, npad, bs, pad)
+            qperm = self._sort(unit_q, rot, npad, bs, pad)
             kperm = qperm if self.config.shared_qk else self._sort(F.normalize(k, dim=-1), rot, npad, bs, pad)
         p = self.ctx.dropout if self.training else 0.0
         return chunked_attention(q, k, v, qperm, kperm, bs, shared_qk=self.config.shared_qk,
                                  dedup=self.config.dedup, dropout_p=p, key_padding_mask=kpm,
-                                 attn_mask=attn_mask, rel_bias=rel_bias, pool=self._pool)
+                                 attn_mask=attn_mask, rel_bias=rel_bias, pool=self._pool, unit_q=unit_q)
 
 
 def angular_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int) -> torch.Tensor:

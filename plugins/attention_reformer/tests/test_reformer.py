@@ -360,3 +360,9 @@ def test_retained_graph_reused_after_recycling_fails_loudly():
     att(q * 2, k, v).sum().backward()  # reuses the buffers the first graph still refers to
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+def test_longer_than_max_seq_len_is_a_one_line_error():
+    att = make(ReformerLSH, ReformerConfig(bucket_size=4), max_seq_len=16)
+    with pytest.raises(effx.SequenceTooLongError, match="max_seq_len=16"):
+        att(*qkv(17))
