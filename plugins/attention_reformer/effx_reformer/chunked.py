@@ -43,15 +43,21 @@ def windows(x: torch.Tensor, bs: int, t: int) -> torch.Tensor:
 _SCRATCH = threading.local()
 
 
+def _normal_empty(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A plain tensor even inside ``inference_mode``, so a cached buffer serves training steps too."""
+    with torch.inference_mode(False):
+        return torch.empty(numel, dtype=dtype, device=device)
+
+
 def scratch(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A flat buffer reused across calls of this thread (dedup penalties, score gradients): avoids
     faulting in ~200 MB of fresh pages every step. Callers must not keep it past their call."""
     cache = _SCRATCH.__dict__.setdefault("buffers", {})
-    key = (torch.device(device), dtype, torch.is_inference_mode_enabled())  # inference tensors stay apart
+    key = (torch.device(device), dtype)
     buf = cache.get(key)
     if buf is None or buf.numel() < numel:
         cache[key] = buf = None  # free the old one first
-        cache[key] = buf = torch.empty(numel, dtype=dtype, device=device)
+        cache[key] = buf = _normal_empty(numel, dtype, device)
     return buf[:numel]
 
 
@@ -69,18 +75,13 @@ class BufferPool:
 
     def take(self, shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         numel = math.prod(shape)
-        if not torch.is_inference_mode_enabled():
-            for i, buf in enumerate(self.free):
-                if buf.dtype == dtype and buf.device == device and buf.numel() >= numel:
-                    return self.free.pop(i)[:numel].view(shape)
-        return torch.empty(shape, dtype=dtype, device=device)
+        for i, buf in enumerate(self.free):
+            if buf.dtype == dtype and buf.device == device and buf.numel() >= numel:
+                return self.free.pop(i)[:numel].view(shape)
+        return _normal_empty(numel, dtype, device).view(shape)
 
     def give(self, *tensors: torch.Tensor | None) -> None:
-        if torch.is_inference_mode_enabled():
-            return
-        for t in tensors:
-            if t is not None and not t.is_inference():
-                self.free.append(t.view(-1))
+        self.free.extend(t.view(-1) for t in tensors if t is not None)
         self.free = self.free[-4:]
 
 
