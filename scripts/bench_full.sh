@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Produce every CPU figure of docs/BENCHMARKS.md (issue 6): layer sweep with the PyPI peers, encoder
 # training step (roofline, cost rules), long-sequence training, and a THP allocator A/B.
-# About 20 minutes on the 2-core Xeon when the machine is otherwise idle.
+# About 20 minutes on the 2-core Xeon when the machine is otherwise idle (much longer under load).
 #
 #   pip install --no-build-isolation -e ".[bench]" -e ./plugins/attention_sdpa -e ./plugins/positional \
 #       -e ./plugins/attention_performer -e ./plugins/attention_reformer
 #   scripts/bench_full.sh [OUT_DIR]        # default docs/bench
-#   PARTS="step train" scripts/bench_full.sh   # only some parts (layer step train thp fidelity)
+#   PARTS="step train" scripts/bench_full.sh   # only some parts (layer step train fidelity thp)
 set -euo pipefail
 OUT=${1:-docs/bench}
 THREADS=${THREADS:-2}
-PARTS=" ${PARTS:-layer step train thp fidelity} "
+PARTS=" ${PARTS:-layer step train fidelity thp} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 { echo "# started $(date -u +%FT%TZ) on $(hostname)"; uptime; echo "# busiest processes:";
@@ -21,24 +21,26 @@ part layer && effx bench --mode layer --seq-lens 512,1024,2048,4096,8192,16384 -
     --mem-cap-gib 6 --time-cap-s 30 --peers --out "$OUT/cpu-layer"
 
 # (b) one encoder training step: 4 layers, d_model 256, 16384 tokens per step (batch 32 at N=512)
-part step && effx bench --mode step --seq-lens 512,4096 --threads "$THREADS" --reps 2 --mem-cap-gib 6 --time-cap-s 60 \
+part step && effx bench --mode step --seq-lens 512 --threads "$THREADS" --reps 2 --mem-cap-gib 6 --time-cap-s 60 \
     --no-peers --out "$OUT/cpu-step"
 
-# (c) long-sequence training: checkpointing / accumulation at N=2048 B=4, one step at 4k/8k/16k in 4 GiB
-part train && effx bench-train --seq-lens 4096,8192,16384 --saver-len 2048 --saver-batch 4 --mem-cap-gib 4 \
+# (c) long-sequence training: checkpointing / accumulation at N=2048 B=4, one step at 4k/8k/16k in 4 GiB,
+#     for the approximate attentions and fused sdpa (explicit sdpa needs O(N^2) memory: 1.8 GiB per layer at 4k)
+part train && effx bench-train --types "sdpa[fused],performer_favor,performer_favor_pp,reformer_lsh,reformer_balanced" \
+    --seq-lens 4096,8192,16384 --saver-len 2048 --saver-batch 4 --mem-cap-gib 4 \
     --time-cap-s 120 --threads "$THREADS" --out "$OUT/cpu-train"
 
-# (d) allocator A/B, back to back: the same layer rows without and with transparent huge pages for
+# (d) fidelity in a more peaked-attention regime than q, k ~ N(0, 1): q, k ~ N(0, 0.5^2)
+part fidelity && effx bench --mode layer --seq-lens 1024,4096 --qk-std 0.5 --threads "$THREADS" --reps 1 \
+    --mem-cap-gib 6 --time-cap-s 30 --peers --out "$OUT/cpu-fidelity-qk0.5"
+
+# (e) allocator A/B, back to back: the same layer rows without and with transparent huge pages for
 #     large CPU allocations (THP_MEM_ALLOC_ENABLE, read by PyTorch's CPU allocator)
 part thp && for thp in 0 1; do
   THP_MEM_ALLOC_ENABLE=$thp effx bench --mode layer --types "sdpa[fused],performer_favor,reformer_lsh" \
       --seq-lens 4096,8192 --threads "$THREADS" --reps 2 --mem-cap-gib 6 --time-cap-s 30 --no-peers \
       --out "$OUT/cpu-layer-thp$thp"
 done
-
-# (e) fidelity in a more peaked-attention regime than q, k ~ N(0, 1): q, k ~ N(0, 0.5^2)
-part fidelity && effx bench --mode layer --seq-lens 1024,4096 --qk-std 0.5 --threads "$THREADS" --reps 1 \
-    --mem-cap-gib 6 --time-cap-s 30 --peers --out "$OUT/cpu-fidelity-qk0.5"
 
 { echo "# finished $(date -u +%FT%TZ)"; uptime; echo "# busiest processes:";
   ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } > "$OUT/load_end.txt"
