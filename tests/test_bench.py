@@ -57,7 +57,11 @@ def test_quick_fidelity_exact_is_exact_and_approximations_differ(quick):
     exact = layer[layer["exact"]]
     assert (exact["rel_err"] < 1e-4).all(), exact[["label", "rel_err"]]
     approx = layer[~layer["exact"]]
-    assert (approx["rel_err"] > 1e-4).all() and approx["rel_err"].map(math.isfinite).all()
+    assert approx["rel_err"].map(math.isfinite).all()
+    # at N=128 a Reformer's chunks (64, one look back) cover every key, so only N=256 must differ
+    assert (approx[approx["seq_len"] == 256]["rel_err"] > 1e-4).all(), approx[["label", "seq_len", "rel_err"]]
+    shared = layer["fidelity_ref"].str.startswith("shared")
+    assert (shared == layer["type"].str.startswith("reformer")).all(), "shared-QK reference only for Reformers"
     assert df[df["suite"] == "step"]["rel_err"].isna().all()
 
 
