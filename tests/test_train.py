@@ -257,3 +257,21 @@ def test_rerun_without_resume_refused_then_overwrite(pretrained):
     root, _, _ = pretrained
     with pytest.raises(ConfigError, match="already has a run .*-resume.*--overwrite"):
         run_pretrain("pre", root=root)
+
+
+def test_wandb_offline_keeps_run_id_across_resume_and_logs_artifacts(env, monkeypatch):
+    root, data = env
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    init_experiment("w", root=root, sets=tiny_sets(data, **{"logging.wandb.mode": "offline", "train.max_steps": 2}))
+    run_pretrain("w", root=root)
+    exp = root / "pretrain" / "w"
+    run_id = (exp / "wandb_run_id.txt").read_text().strip()
+    cfg = exp / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("max_steps: 2", "max_steps: 3"))
+    run_pretrain("w", root=root, resume=True)
+    assert (exp / "wandb_run_id.txt").read_text().strip() == run_id
+    runs = sorted((exp / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
+    logged = b"".join(p.read_bytes() for r in runs for p in r.glob("*.wandb"))
+    assert b"pretrain-w-best" in logged and b"train/loss" in logged

@@ -137,10 +137,11 @@ class Session:
         try:
             with _signals(self._on_signal):
                 val = self._fit(trainer)
+            result = self._finish(trainer, val, wb)
             code = 0
         finally:
             wb.finish(exit_code=code)
-        return self._finish(trainer, val, wb)
+        return result
 
     def _fit(self, trainer: Trainer) -> dict:
         step = lambda: trainer.pos.step  # noqa: E731
@@ -179,8 +180,12 @@ class Session:
         step, files = trainer.pos.step, self.files
         best = self.exp / "ckpt_best.pt"
         if self.dist.main:
+            name = f"{self.kind}-{self.exp.name}"
+            wb.artifact(best, f"{name}-best", "checkpoint", {"best_val_loss": trainer.best_val})
             if self.kind == "finetune":
                 _save_plain(self.exp / "head.pt", trainer.model.head.state_dict())
+                wb.artifact(self.exp / "head.pt", f"{name}-head", "head-weights", {"step": step})
+            wb.summary({f"final/{k}": v for k, v in val.items() if v is not None})
             files.status("finished", step, trainer.pos.epoch)
             files.event("finished", step, validation=val, best_val_loss=trainer.best_val)
             files.info(f"finished at step {step}; best validation loss {trainer.best_val}")
