@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-CHUNK_ELEMENTS = 1 << 24  # values of the (B, H, L, chunk, Dh+1) spectrum per feature chunk
+CHUNK_ELEMENTS = 1 << 24  # values of the (B, H, chunk, Dh+1, L) spectrum per feature chunk
 
 
 def fft_length(n: int) -> int:
@@ -29,13 +29,15 @@ def fft_length(n: int) -> int:
 
 
 def _chunk(qc: torch.Tensor, kc: torch.Tensor, v_ext: torch.Tensor, c_hat: torch.Tensor, length: int) -> torch.Tensor:
-    """One feature chunk: ``qc, kc [B, H, N, mc]`` -> its ``[B, H, N, E]`` contribution."""
-    b, h, n, mc = kc.shape
-    e = v_ext.shape[-1]
-    x = (kc[..., :, None] * v_ext[..., None, :]).flatten(-2)  # (B, H, N, mc*E)
-    x_hat = torch.fft.rfft(x, n=length, dim=2)  # (B, H, F, mc*E)
-    y = torch.fft.irfft(x_hat * c_hat, n=length, dim=2)[:, :, n - 1:2 * n - 1]  # (B, H, N, mc*E)
-    return (qc[..., None, :] @ y.reshape(b, h, n, mc, e)).squeeze(-2)  # (B, H, N, E)
+    """One feature chunk: ``qc, kc [B, H, N, mc]`` -> its ``[B, H, N, E]`` contribution.
+
+    Sequence is the LAST axis of every FFT operand (contiguous transforms, ~2x faster on CPU).
+    """
+    n = kc.shape[2]
+    x = kc.transpose(-2, -1)[..., :, None, :] * v_ext.transpose(-2, -1)[..., None, :, :]  # (B, H, mc, E, N)
+    x_hat = torch.fft.rfft(x, n=length, dim=-1)  # (B, H, mc, E, F)
+    y = torch.fft.irfft(x_hat * c_hat, n=length, dim=-1)[..., n - 1:2 * n - 1]  # (B, H, mc, E, N)
+    return (y * qc.transpose(-2, -1)[..., :, None, :]).sum(2).transpose(-2, -1)  # (B, H, N, E)
 
 
 def toeplitz_attention(qp: torch.Tensor, kp: torch.Tensor, v_ext: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -44,7 +46,7 @@ def toeplitz_attention(qp: torch.Tensor, kp: torch.Tensor, v_ext: torch.Tensor, 
     b, h, n, m = kp.shape
     length = fft_length(n)
     c = torch.exp(table - table.amax(dim=-1, keepdim=True))  # (H, 2N-1), max 1
-    c_hat = torch.fft.rfft(c, n=length, dim=-1)[None, :, :, None]  # (1, H, F, 1)
+    c_hat = torch.fft.rfft(c, n=length, dim=-1)[None, :, None, None, :]  # (1, H, 1, 1, F)
     chunk = max(1, CHUNK_ELEMENTS // max(1, b * h * length * v_ext.shape[-1]))
     recompute = torch.is_grad_enabled()  # keep only chunk inputs for backward: O(N M) memory, not O(N M E)
     out = None
