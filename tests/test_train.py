@@ -77,12 +77,15 @@ def test_loss_goes_down_with_training(env):
     assert len(val) == 3 and val[0] > val[1] > val[2] and val[-1] < first_train - 0.3
 
 
-def test_grad_accumulation_equals_big_batch(env):
+def test_grad_accumulation_checkpointing_workers_equal_big_batch(env):
+    """Accumulating 2 x 4 examples, with gradient checkpointing and a DataLoader worker, gives the
+    same per-step losses as one batch of 8 (the loss is normalised by the step's total count)."""
     root, data = env
     common = {"model.dropout": 0.0, "train.max_steps": 4}
     init_experiment("big", root=root, sets=tiny_sets(data, True, **common, **{"train.batch_size": 8}))
-    init_experiment("acc", root=root, sets=tiny_sets(data, True, **common, **{"train.batch_size": 4,
-                                                                         "train.grad_accum_steps": 2}))
+    init_experiment("acc", root=root, sets=tiny_sets(data, True, **common, **{
+        "train.batch_size": 4, "train.grad_accum_steps": 2, "model.gradient_checkpointing": True,
+        "data.num_workers": 1}))
     run_pretrain("big", root=root)
     run_pretrain("acc", root=root)
     a, b = losses(root / "pretrain" / "big"), losses(root / "pretrain" / "acc")
@@ -118,6 +121,24 @@ def test_out_of_memory_marks_failed(env, monkeypatch):
     status = json.loads((root / "pretrain" / "oom" / "status.json").read_text())
     assert status["status"] == "failed" and "out of memory" in status["cause"]
     assert "batch_size" in status["cause"]
+
+
+@pytest.mark.parametrize("bucketing", [False, True])
+def test_epoch_batches_are_seeded_split_over_ranks_and_complete(bucketing):
+    from effx.train.loop import epoch_batches
+
+    lengths = list(np.random.default_rng(0).integers(3, 60, size=103))
+    one = epoch_batches(103, lengths, 8, seed=5, epoch=2, bucketing=bucketing, rank=0, world=1)
+    assert one == epoch_batches(103, lengths, 8, seed=5, epoch=2, bucketing=bucketing, rank=0, world=1)
+    assert one != epoch_batches(103, lengths, 8, seed=5, epoch=3, bucketing=bucketing, rank=0, world=1)
+    assert len(one) == 12 and all(len(b) == 8 for b in one)  # 103 // 8 full batches, the rest dropped
+    flat = [i for b in one for i in b]
+    assert len(set(flat)) == len(flat) == 96
+    r0, r1 = (epoch_batches(103, lengths, 8, 5, 2, bucketing, rank, 2) for rank in (0, 1))
+    assert [sorted(a + b) for a, b in zip(r0, r1)] == [sorted(b) for b in one]  # ranks split each global batch
+    if bucketing:  # similar lengths share a batch
+        spread = np.mean([np.ptp([lengths[i] for i in b]) for b in one])
+        assert spread < 0.5 * np.ptp(lengths)
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine", "constant"])
