@@ -57,7 +57,7 @@ class ReformerBalanced(ReformerLSH):
         return max(1, _depth(n_max, min(self.config.bucket_size, n_max)))
 
     def _sort(self, x: torch.Tensor, rotations: torch.Tensor, npad: int, bs: int, pad) -> torch.Tensor:
-        return tree_order(x, rotations, npad, _depth(npad, bs), pad)
+        return tree_order(F.normalize(x, dim=-1), rotations, npad, _depth(npad, bs), pad)
 
 
 def _depth(n: int, bs: int) -> int:

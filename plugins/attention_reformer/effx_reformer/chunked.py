@@ -287,38 +287,40 @@ def inverse(perm: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(perm).scatter_(-1, perm, ar)
 
 
-def _rows(perm: torch.Tensor, n: int) -> torch.Tensor:
-    """``(B, H, R, Np)`` sorted positions -> flat row indices into ``(B*H*N, D)``; padding reads row N-1."""
-    b, h = perm.shape[:2]
-    base = torch.arange(b * h, device=perm.device).view(b, h, 1, 1) * n
-    return (base + perm.clamp(max=n - 1)).reshape(-1)  # (G*Np,)
+def _offsets(groups: int, step: int, like: torch.Tensor) -> torch.Tensor:
+    """``step * g`` for every group g, shaped to broadcast over ``like``'s last dim."""
+    return torch.arange(0, groups * step, step, device=like.device).view(*like.shape[:-1], 1)
 
 
-def _padded_windows(flat: torch.Tensor, bs: int, t: int) -> torch.Tensor:
-    """``(T*bs,)`` per-slot values -> ``(T, 3bs)`` copy of each chunk's key window (outer pads: 0)."""
-    padded = F.pad(flat, (bs, bs))  # ((T+2)*bs,)
+def _padded_windows(flat: torch.Tensor, bs: int, t: int, value=0) -> torch.Tensor:
+    """``(T*bs,)`` per-slot values -> ``(T, 3bs)`` copy of each chunk's key window (outer pads: value)."""
+    padded = F.pad(flat, (bs, bs), value=value)  # ((T+2)*bs,)
     return windows(padded.unsqueeze(-1), bs, t).squeeze(-1).clone()  # (T, 3bs)
 
 
 def _key_bias(kperm: torch.Tensor, kpm: torch.Tensor | None, n: int, bs: int, t: int) -> torch.Tensor:
     """0 / MASKED per window key: padding slots, padded keys, and chunks from another round."""
     b, h, r, npad = kperm.shape
-    valid = kperm < n  # (B, H, R, Np)
-    if kpm is not None:
-        valid &= torch.gather(kpm[:, None, None, :].expand(b, h, r, n), 3, kperm.clamp(max=n - 1))
-    win = _padded_windows(valid.reshape(-1), bs, t).view(b * h * r, -1, 3, bs)  # (G, nc, 3, bs)
-    win[:, 0, 0] = False  # the first chunk of a round has no chunk behind it
-    win[:, -1, 2] = False  # the last has none ahead
-    bias = torch.zeros(t, 1, 3 * bs, device=kperm.device)
-    return bias.masked_fill_(~win.view(t, 1, 3 * bs), MASKED)  # (T, 1, 3bs)
+    if kpm is None:
+        masked = kperm >= n  # (B, H, R, Np)
+    else:
+        kpm_pad = F.pad(~kpm, (0, npad - n), value=True)  # (B, Np) True = padding
+        masked = torch.gather(kpm_pad[:, None, None, :].expand(b, h, r, npad), 3, kperm)
+    bias = torch.where(masked, MASKED, 0.0).reshape(-1)  # (T*bs,)
+    win = _padded_windows(bias, bs, t, MASKED).view(b * h * r, -1, 3, bs)  # (G, nc, 3, bs)
+    win[:, 0, 0] = MASKED  # the first chunk of a round has no chunk behind it
+    win[:, -1, 2] = MASKED  # the last has none ahead
+    return win.view(t, 1, 3 * bs)  # (T, 1, 3bs)
 
 
-def _chunk_ids(perm: torch.Tensor, inv: torch.Tensor, bs: int) -> torch.Tensor:
-    """Chunk of each sorted slot's token in every round: ``(B, H, R, Np)`` -> ``(G*Np, R)``."""
-    b, h, r, npad = perm.shape
-    by_pos = (inv // bs).float().mul_(DUP_SCALE).permute(0, 1, 3, 2).reshape(b * h * npad, r)  # (B*H*Np, R)
-    base = torch.arange(b * h, device=perm.device).view(b, h, 1, 1) * npad
-    return by_pos.index_select(0, (base + perm).reshape(-1))  # (G*Np, R)
+def _chunk_ids(slots: torch.Tensor, inv: torch.Tensor, bs: int) -> torch.Tensor:
+    """Chunk of each sorted slot's token in every round, times DUP_SCALE: ``(G*Np, R)``.
+
+    ``slots (G*Np,)``: flat index ``(b*H + h)*Np + position`` of every slot's token.
+    """
+    b, h, r, npad = inv.shape
+    by_pos = torch.div(inv, bs, rounding_mode="floor").permute(0, 1, 3, 2).reshape(b * h * npad, r)  # (B*H*Np, R)
+    return by_pos.index_select(0, slots).float().mul_(DUP_SCALE)  # (G*Np, R)
 
 
 def _gather_attn_mask(attn_mask, qperm, kpos_w, n: int, bs: int) -> torch.Tensor:
@@ -332,11 +334,17 @@ def _gather_attn_mask(attn_mask, qperm, kpos_w, n: int, bs: int) -> torch.Tensor
     return am[bi, hi, qi, ki].reshape(-1, bs, 3 * bs)  # (T, bs, 3bs)
 
 
-def _back(inv: torch.Tensor, n: int, offset: int) -> torch.Tensor:
+def _back(inv: torch.Tensor, n: int) -> torch.Tensor:
     """``(B, H, R, Np)`` position -> slot maps to ``(B*H*N*R,)`` flat slots in (B, H, N, R) order."""
-    b, h, r, npad = inv.shape
-    base = torch.arange(b * h * r, device=inv.device).view(b, h, r, 1) * npad + offset
-    return (base + inv[..., :n]).permute(0, 1, 3, 2).reshape(-1)
+    g, npad = inv.shape[0] * inv.shape[1] * inv.shape[2], inv.shape[3]
+    return (inv[..., :n] + _offsets(g, npad, inv)).permute(0, 1, 3, 2).reshape(-1)
+
+
+def _rows(perm: torch.Tensor, n: int) -> torch.Tensor:
+    """``(B, H, R, Np)`` sorted positions -> flat row indices into ``(B*H*N, D)``; padding reads row N-1."""
+    b, h, r, _ = perm.shape
+    base = torch.arange(0, b * h * n, n, device=perm.device).view(b, h, 1, 1)
+    return (perm.clamp(max=n - 1) + base).reshape(-1)  # (G*Np,)
 
 
 def make_plan(qperm, kperm, n: int, bs: int, *, shared_qk: bool, dedup: bool, key_padding_mask, attn_mask,
@@ -347,12 +355,12 @@ def make_plan(qperm, kperm, n: int, bs: int, *, shared_qk: bool, dedup: bool, ke
     qrows = _rows(qperm, n)
     qinv = inverse(qperm)
     kinv = qinv if kperm is qperm else inverse(kperm)
-    bh_pos = torch.arange(b * h, device=qperm.device).view(b, h, 1, 1) * n * r
-    wrows = (bh_pos + qperm.clamp(max=n - 1) * r + torch.arange(r, device=qperm.device).view(1, 1, r, 1))
+    qback = _back(qinv, n)
     q_chunks = k_chunks = None
     if dedup and r > 1:
-        q_chunks = _chunk_ids(qperm, qinv, bs)  # (G*Np, R)
-        kc = q_chunks if kperm is qperm else _chunk_ids(kperm, kinv, bs)
+        pos_base = torch.arange(0, b * h * npad, npad, device=qperm.device).view(b, h, 1, 1)
+        q_chunks = _chunk_ids((qperm + pos_base).reshape(-1), qinv, bs)  # (G*Np, R)
+        kc = q_chunks if kperm is qperm else _chunk_ids((kperm + pos_base).reshape(-1), kinv, bs)
         k_chunks = windows(F.pad(kc, (0, 0, bs, bs)), bs, t)  # (T, 3bs, R) view
     kpos_w = _padded_windows(kperm.reshape(-1), bs, t) if attn_mask is not None else None  # (T, 3bs)
     masks = ScoreMasks(
@@ -363,10 +371,12 @@ def make_plan(qperm, kperm, n: int, bs: int, *, shared_qk: bool, dedup: bool, ke
         k_chunks=k_chunks,
         shape=(b * h, r, npad // bs, bs),
     )
+    ridx = torch.arange(r, device=qperm.device).view(1, 1, r, 1)
     return Plan(
         shape=(b, h, n, r), t=t, bs=bs, qrows=qrows,
         krows=F.pad(qrows if kperm is qperm else _rows(kperm, n), (bs, bs)),  # outer pads read row 0
-        qback=_back(qinv, n, 0), kback=_back(kinv, n, bs), wrows=wrows.reshape(-1),
+        qback=qback, kback=(qback if kperm is qperm else _back(kinv, n)) + bs,  # keys: one pad chunk first
+        wrows=torch.add(ridx, qrows.view_as(qperm), alpha=r).reshape(-1),  # (pos, round) of each slot
         qpad=(qperm >= n).reshape(-1), masks=masks, pool=pool, needs_grad=needs_grad,
     )
 

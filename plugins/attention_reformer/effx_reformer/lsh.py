@@ -76,9 +76,10 @@ class ReformerLSH(effx.Attention):
         return max(1, nb // 2)
 
     def _sort(self, x: torch.Tensor, rotations: torch.Tensor, npad: int, bs: int, pad) -> torch.Tensor:
-        """Unit vectors ``x (B, H, N, Dh)`` -> slot order ``(B, H, R, Np)`` sorted by (bucket, position).
+        """Vectors ``x (B, H, N, Dh)`` -> slot order ``(B, H, R, Np)`` sorted by (bucket, position).
 
-        ``pad (B, N)`` (True = padding) or None: padded tokens sort last whatever their content.
+        The angular hash ignores ``|x|``, so ``x`` need not be normalised. ``pad (B, N)`` (True =
+        padding) or None: padded tokens sort last whatever their content.
         """
         nb = self.config.n_buckets or self._n_buckets(x.shape[2])
         buckets = angular_buckets(x, rotations, nb)  # (B, H, R, N)
@@ -123,12 +124,13 @@ class ReformerLSH(effx.Attention):
         npad = math.ceil(n / bs) * bs
         rot = self._current_rotations()
         pad = ~kpm if kpm is not None else None  # padding never moves real tokens between chunks
-        unit_q = F.normalize(q, dim=-1)  # hashed, and the keys under shared-QK
+        shared = self.config.shared_qk
+        unit_q = F.normalize(q, dim=-1) if shared else None  # the keys under shared-QK
         with torch.no_grad():
-            qperm = self._sort(unit_q, rot, npad, bs, pad)
-            kperm = qperm if self.config.shared_qk else self._sort(F.normalize(k, dim=-1), rot, npad, bs, pad)
+            qperm = self._sort(unit_q if shared else q, rot, npad, bs, pad)
+            kperm = qperm if shared else self._sort(k, rot, npad, bs, pad)
         p = self.ctx.dropout if self.training else 0.0
-        return chunked_attention(q, k, v, qperm, kperm, bs, shared_qk=self.config.shared_qk,
+        return chunked_attention(q, k, v, qperm, kperm, bs, shared_qk=shared,
                                  dedup=self.config.dedup, dropout_p=p, key_padding_mask=kpm,
                                  attn_mask=attn_mask, rel_bias=rel_bias, pool=self._pool, unit_q=unit_q)
 
@@ -152,7 +154,7 @@ def angular_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int) ->
 
 def sort_by_bucket(buckets: torch.Tensor, n_buckets: int, npad: int) -> torch.Tensor:
     """Sort by (bucket, position); positions ``N..Np-1`` pad the sequence and get a bucket past the last."""
-    b, h, r, n = buckets.shape
-    pos = torch.arange(npad, device=buckets.device)
-    key = torch.cat([buckets * npad + pos[:n], (n_buckets * npad + pos[n:]).expand(b, h, r, -1)], -1)
+    n = buckets.shape[-1]
+    key = F.pad(buckets, (0, npad - n), value=n_buckets).mul_(npad)  # (B, H, R, Np)
+    key += torch.arange(npad, device=buckets.device)
     return key.argsort(-1)  # (B, H, R, Np) slot -> position
