@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-CHUNK_ELEMENTS = 1 << 24  # values of the (B, H, chunk, Dh+1, L) spectrum per feature chunk
+CHUNK_ELEMENTS = 1 << 22  # values of the (B, H, chunk, Dh+1, L) spectrum per feature chunk
 
 
 def fft_length(n: int) -> int:

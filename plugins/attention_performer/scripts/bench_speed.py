@@ -7,6 +7,9 @@ kernel's peak-RSS mark is reset (``/proc/self/clear_refs``) and "extra peak" = V
 warm-up and 2 timed steps minus the resident size at that point (glibc default allocator)::
 
     python plugins/attention_performer/scripts/bench_speed.py --n 16384 --impls performer_favor performer_pytorch sdpa
+
+Append ``+relbias`` to ``performer_favor``/``performer_favor_pp``/``sdpa`` to add a relative-position
+bias table (Performer: FFT path; sdpa: dense bias).
 """
 from __future__ import annotations
 
@@ -42,22 +45,34 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(impl: str):
+def build(impl: str, n: int = 0, rel: bool = False):
     import torch
     import torch.nn.functional as F
 
+    if impl.endswith("+relbias"):  # with a random [H, 2N-1] relative-bias table
+        import effx
+
+        inner = build(impl[: -len("+relbias")], n, rel=True)
+        table = torch.randn(H, 2 * n - 1, generator=torch.Generator().manual_seed(1))
+        return lambda q, k, v: inner(q, k, v, rel_bias=effx.RelativeBias(table, n))
     if impl in ("performer_favor", "performer_favor_pp"):
         import effx
         from effx_performer import PerformerAttention, PerformerPlusPlusAttention
 
         cls = PerformerAttention if impl == "performer_favor" else PerformerPlusPlusAttention
         mod = cls(cls.Config(nb_features=M), effx.AttentionContext(H, DH, 1 << 20)).train()
-        return lambda q, k, v: mod(q, k, v)
+        return lambda q, k, v, **kw: mod(q, k, v, **kw)
     if impl == "performer_pytorch":
         from performer_pytorch import FastAttention
 
         mod = FastAttention(dim_heads=DH, nb_features=M, causal=False).train()
         return lambda q, k, v: mod(q, k, v)
+    if impl == "sdpa" and rel:
+        import effx
+        from effx_sdpa.sdpa import SDPAttention
+
+        mod = SDPAttention(SDPAttention.Config(), effx.AttentionContext(H, DH, 1 << 20)).train()
+        return lambda q, k, v, **kw: mod(q, k, v, **kw)
     if impl == "sdpa":
         return lambda q, k, v: F.scaled_dot_product_attention(q, k, v)
     raise SystemExit(f"unknown impl {impl}")
@@ -69,7 +84,7 @@ def interleaved_times(impls: list[str], n: int, reps: int) -> dict[str, list[flo
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     torch.manual_seed(0)
-    fns = {impl: build(impl) for impl in impls}
+    fns = {impl: build(impl, n) for impl in impls}
     q, k, v = (torch.randn(B, H, n, DH, requires_grad=True) for _ in range(3))
     times: dict[str, list[float]] = {impl: [] for impl in impls}
     for rep in range(reps + 1):
@@ -87,7 +102,7 @@ def child(impl: str, n: int, reps: int) -> dict:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     torch.manual_seed(0)
-    fn = build(impl)
+    fn = build(impl, n)
     q, k, v = (torch.randn(B, H, n, DH, requires_grad=True) for _ in range(3))
     reset_peak()
     base = rss_mib()  # inputs built; everything above this is the configuration's own memory
