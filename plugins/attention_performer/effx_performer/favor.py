@@ -28,7 +28,7 @@ import attrs
 import torch
 
 import effx
-from effx.masks import attn_mask_4d
+from effx.masks import as_bool, attn_mask_4d
 
 from .features import (
     DEN_FLOOR,
@@ -127,7 +127,7 @@ class PerformerAttention(effx.Attention):
     def operands(self, q, k, kpm, dense: bool):
         """fp32 ``q, k [B, H, N, Dh]`` -> matmul operands of the query and key logits."""
         scale = q.shape[-1] ** -0.25  # exp(x . y) = exp(q . k / sqrt(Dh)) for x, y = q, k * scale
-        w = self.projection * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
+        w = self.projection.float() * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
         coef, offset = self.feature_offset(q, k, w, kpm, dense)
         if coef is not None:  # (B, H, 1): B multiplies w . x only, not the -|y|^2/2 term
             w = w * coef[..., None]  # (B, H, M, Dh)
@@ -136,14 +136,15 @@ class PerformerAttention(effx.Attention):
     def features(self, q, k, kpm, dense: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """fp32 ``q, k [B, H, N, Dh]`` -> ``phi(q), phi(k) [B, H, N, M]`` (autograd path)."""
         if self.config.kernel == "relu":
-            w = self.projection * q.shape[-1] ** -0.25  # (M, Dh)
+            w = self.projection.float() * q.shape[-1] ** -0.25  # (M, Dh)
             return relu_features(q, w), relu_features(k, w)
         (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense)
         return positive_features(xq, wq, QUERY_DIMS), positive_features(yk, wk, KEY_DIMS)
 
     def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
         self.advance()
-        kpm, out_dtype = key_padding_mask, v.dtype
+        kpm, out_dtype = as_bool(key_padding_mask, "key_padding_mask"), v.dtype
+        attn_mask = as_bool(attn_mask, "attn_mask")
         with torch.autocast(q.device.type, enabled=False):
             q, k, v = q.float(), k.float(), v.float()
             v_ext = values_with_ones(v, kpm)  # (B, H, N, Dh+1)

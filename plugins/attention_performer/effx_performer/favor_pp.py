@@ -84,5 +84,5 @@ class PerformerPlusPlusAttention(PerformerAttention):
         s = mean_pair_sq_distance(q, k, kpm) / d**0.5  # (B, H): |x + y|^2 = |q + k|^2 / sqrt(d)
         a = optimal_a(s, d)  # (B, H)
         coef = torch.sqrt(1.0 - 4.0 * a)[..., None]  # (B, H, 1)
-        offset = a[..., None] * self.projection.square().sum(-1)  # (B, H, M): A |w|^2, w ~ N(0, I)
+        offset = a[..., None] * self.projection.float().square().sum(-1)  # (B, H, M): A |w|^2, w ~ N(0, I)
         return coef, offset

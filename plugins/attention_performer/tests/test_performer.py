@@ -325,3 +325,16 @@ def test_registered_with_typed_configs():
         structure({"nb_features": 0}, PerformerAttention.Config, root="model.attention.config")
     with pytest.raises(effx.ConfigError, match="kernel"):
         structure({"kernel": "relu"}, PerformerPlusPlusAttention.Config, root="model.attention.config")
+
+
+@pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
+def test_integer_masks_and_half_module(cls):
+    """0/1 integer masks mean the same as bool ones; a ``.half()`` module still computes in fp32."""
+    q, k, v = (t.half() for t in qkv(2, 2, 10, 16, seed=15))
+    kpm = torch.ones(2, 10, dtype=torch.long)
+    kpm[1, 6:] = 0
+    att = make(cls, 32).half()
+    out = att(q, k, v, key_padding_mask=kpm)
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out, att(q, k, v, key_padding_mask=kpm.bool()), rtol=0, atol=0)
+    torch.testing.assert_close(out[1, :, :6], att(q[1:, :, :6], k[1:, :, :6], v[1:, :, :6])[0], rtol=0, atol=1e-3)
