@@ -156,8 +156,8 @@ class Session:
         except TrainingFailed as exc:
             self._mark("failed", step(), trainer.pos.epoch, str(exc))
             raise
-        except torch.OutOfMemoryError as exc:
-            cause = (f"out of memory at step {step() + 1} ({str(exc).splitlines()[0][:120]}); lower "
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            cause = (f"out of memory at step {step() + 1} ({(str(exc) or type(exc).__name__).splitlines()[0][:120]}); lower "
                      f"train.batch_size or data.max_length, or set model.gradient_checkpointing: true")
             self._mark("failed", step(), trainer.pos.epoch, cause)
             raise TrainingFailed(cause) from None

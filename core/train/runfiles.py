@@ -86,6 +86,10 @@ class RunFiles:
         handler = logging.FileHandler(self.dir / "logs" / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.log.addHandler(handler)
+        console = logging.StreamHandler()  # warnings and errors are also shown on the console
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        self.log.addHandler(console)
         if resume_step is None:
             for p in (self.metrics_path, self.events_path):
                 p.unlink(missing_ok=True)
