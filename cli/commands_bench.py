@@ -1,4 +1,4 @@
-"""``effx bench`` and ``effx bench-train``: thin wrappers over :mod:`effx.bench`."""
+"""``effx bench``, ``effx bench-train``, ``effx bench-report``: thin wrappers over :mod:`effx.bench`."""
 from __future__ import annotations
 
 import sys
@@ -89,6 +89,17 @@ def bench_train_cmd(seq_lens, types, saver_len, saver_batch, mem_cap_gib, time_c
         click.echo(f"wrote {kind}: {path}")
 
 
+@click.command("bench-report")
+@click.argument("folder", type=click.Path(file_okay=False))
+def bench_report_cmd(folder) -> None:
+    """Re-write summary.md, the plots and the targets of a finished `effx bench` folder."""
+    from effx.bench.suite import rerender
+
+    for kind, path in rerender(Path(folder)).items():
+        click.echo(f"wrote {kind}: {path}")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(bench_cmd)
     cli.add_command(bench_train_cmd)
+    cli.add_command(bench_report_cmd)

@@ -124,7 +124,23 @@ def test_bench_train_quick_reports_savers_long_steps_and_refusal(tmp_path):
     assert "input length 513 exceeds model.max_seq_len=512" in summary and "| PASS |" in summary
 
 
-@pytest.mark.parametrize("cmd", ["bench", "bench-train"])
+@pytest.mark.parametrize("cmd", ["bench", "bench-train", "bench-report"])
 def test_help(cmd):
     result = invoke(cmd, "--help")
-    assert result.exit_code == 0 and "--quick" in result.output
+    assert result.exit_code == 0 and ("--quick" in result.output or "FOLDER" in result.output)
+
+
+def test_bench_report_rerenders_the_same_summary(quick, tmp_path):
+    import shutil
+
+    out, _, _ = quick
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "summary.md").unlink()
+    (copy / "time_layer.png").unlink()
+    result = invoke("bench-report", str(copy))
+    assert result.exit_code == 0, result.output
+    assert (copy / "summary.md").read_text() == (out / "summary.md").read_text()
+    assert (copy / "time_layer.png").exists()
+    bad = invoke("bench-report", str(tmp_path / "missing"))
+    assert bad.exit_code == 1 and "not a finished `effx bench` folder" in bad.output

@@ -40,12 +40,13 @@ def matmul_gflops(size: int, dtype: str = "fp32", device: str = "cpu", reps: int
 
 
 def measure(device: str, quick: bool) -> dict:
-    """fp32 roofline (2048^2, the ceiling), plus bf16 and fp16 at a small size to show the fp16 gap."""
+    """fp32 roofline (2048^3, the ceiling), plus fp32 / bf16 / fp16 at 512^3 (best of many: short
+    kernels on a shared machine are often preempted) to show the fp16 gap on CPU."""
     big = 1024 if quick else 2048
-    small = 256
+    small = 512
     out = {"fp32_gflops": matmul_gflops(big, "fp32", device), "roofline_size": big}
-    out["fp32_small_gflops"] = matmul_gflops(small, "fp32", device)
-    out["bf16_small_gflops"] = matmul_gflops(small, "bf16", device)
-    out["fp16_small_gflops"] = matmul_gflops(small, "fp16", device, reps=1 if device == "cpu" else 5)
+    out["fp32_small_gflops"] = matmul_gflops(small, "fp32", device, reps=20)
+    out["bf16_small_gflops"] = matmul_gflops(small, "bf16", device, reps=20)
+    out["fp16_small_gflops"] = matmul_gflops(small, "fp16", device, reps=2 if device == "cpu" else 20)
     out["small_size"] = small
     return out

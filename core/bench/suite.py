@@ -66,6 +66,26 @@ def run_bench(s: BenchSettings, out: Path, command: str = "effx bench", quick: b
     return write_outputs(out, df, meta, roof, lines, command)
 
 
+def rerender(out: Path) -> dict:
+    """Re-write summary.md and the plots of a finished run from its results.csv and machine.json."""
+    import json
+
+    import pandas as pd
+
+    from ..errors import ConfigError
+
+    try:
+        df = report.frame(pd.read_csv(out / "results.csv").to_dict("records"))
+        meta = json.loads((out / "machine.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{out}: not a finished `effx bench` folder ({exc}); run `effx bench --out {out}` first") from None
+    roof = meta.pop("roofline", {}) or {}
+    meta.pop("targets", None)
+    settings = BenchSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["settings"].items()})
+    lines = targets.evaluate(df, roof, settings)
+    return write_outputs(out, df, meta, roof, lines, meta.get("command", "effx bench"))
+
+
 def write_outputs(out: Path, df, meta: dict, roof: dict, lines: list[dict], command: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "machine": out / "machine.json", "summary": out / "summary.md"}

@@ -117,7 +117,8 @@ def evaluate(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
     """One line per target: what was measured, and met / not met / not measured."""
     lines = []
     peers = peer_rows(df)
-    for label in _effx_labels(df):
+    layer = bool((df["suite"] == "layer").any())
+    for label in _effx_labels(df) if layer else []:
         peer, need, even_target, _, _ = FAMILIES[family(label)]
         mine = [p for p in peers if p["label"] == label]
         if mine:
