@@ -296,3 +296,20 @@ def test_wandb_offline_keeps_run_id_across_resume_and_logs_artifacts(env, monkey
     assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
     logged = b"".join(p.read_bytes() for r in runs for p in r.glob("*.wandb"))
     assert b"pretrain-w-best" in logged and b"train/loss" in logged
+
+
+def test_finetune_resume_continues_and_keeps_pretrain_reference(pretrained):
+    root, data, _ = pretrained
+    init_experiment("fr", root=root, finetune=True, sets=ft_sets(data, **{"train.max_steps": 2}))
+    run_finetune("fr", "pre", "last", root=root)
+    exp = root / "finetune" / "fr"
+    first_ref = yaml.safe_load((exp / "resolved_config.yaml").read_text())["pretrain"]
+    cfg = exp / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("max_steps: 2", "max_steps: 4"))
+    with pytest.raises(ConfigError, match="was started from pretrain/pre, not other"):
+        init_experiment("other", root=root, sets=tiny_sets(data))
+        run_finetune("fr", "other", root=root, resume=True)
+    result = run_finetune("fr", "pre", root=root, resume=True)
+    assert result.step == 4 and sorted(losses(exp)) == [1, 2, 3, 4]
+    assert yaml.safe_load((exp / "resolved_config.yaml").read_text())["pretrain"] == first_ref
+    assert Path(first_ref["checkpoint"]).name == "ckpt_last.pt"
