@@ -85,7 +85,7 @@ class BufferPool:
         self.free = self.free[-4:]
 
 
-def window_grad(w: torch.Tensor, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+def window_grad(w: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, out: torch.Tensor | None = None) -> torch.Tensor:
     """Transpose of the window product: ``alpha * w^T x`` for ``w (T, bs, 3bs)``, ``x (T, bs, D)``,
     folded back onto the padded key rows ``((T+2)*bs, D)``.
 
@@ -93,7 +93,7 @@ def window_grad(w: torch.Tensor, x: torch.Tensor, alpha: float = 1.0) -> torch.T
     1..T, the back and forward blocks accumulate onto them (no zero-filled buffer).
     """
     t, bs, d = x.shape
-    out = x.new_empty(t + 2, bs, d)  # (T+2, bs, D)
+    out = x.new_empty(t + 2, bs, d) if out is None else out.view(t + 2, bs, d)  # (T+2, bs, D)
     out[0].zero_()
     out[t + 1].zero_()
     blocks = [w[:, :, j * bs:(j + 1) * bs].transpose(1, 2) for j in range(3)]  # 3 x (T, bs, bs)
@@ -214,22 +214,23 @@ class LSHCore(torch.autograd.Function):
         c = (g * out).sum(-1)  # (B*H*N,) g . out
         delta = (c.index_select(0, plan.qrows).view(t, bs) * w).unsqueeze(-1)  # (T, bs, 1)
         gs = g.index_select(0, plan.qrows).view(t, bs, d).mul_(w.unsqueeze(-1))  # (T, bs, D) dL/do
+        buf = scratch(max(p.numel(), ks.numel()), p.dtype, p.device)  # holds dV (sorted) now, dP below
+        dv_sorted = buf[:ks.numel()]
         if keep is not None:
             inv_keep = 1.0 / (1 - ctx.dropout_p)
-            dv = unsort_sum(window_grad(p * keep * inv_keep, gs), plan.kback, plan.shape)
+            dv = unsort_sum(window_grad(p * keep * inv_keep, gs, out=dv_sorted), plan.kback, plan.shape)
         else:
-            dv = unsort_sum(window_grad(p, gs), plan.kback, plan.shape)  # (B, H, N, D)
+            dv = unsort_sum(window_grad(p, gs, out=dv_sorted), plan.kback, plan.shape)  # (B, H, N, D)
         vw_t = windows(vs, bs, t).transpose(1, 2)
         if ctx.has_bias:  # dS is returned as the bias gradient: it needs its own buffer
             dp = torch.bmm(gs, vw_t)  # (T, bs, 3bs)
         else:
-            dp = torch.bmm(gs, vw_t, out=scratch(p.numel(), p.dtype, p.device).view_as(p))
-        del gs
+            dp = torch.bmm(gs, vw_t, out=buf[:p.numel()].view_as(p))
         if keep is not None:
             dp.mul_(keep).mul_(inv_keep)
         dp.sub_(delta).mul_(p)  # dS, in the dP buffer
         scale = d ** -0.5
-        dq_sorted = torch.baddbmm(qs, dp, windows(ks, bs, t), beta=0, alpha=scale)  # (T, bs, D)
+        dq_sorted = torch.bmm(dp, windows(ks, bs, t), out=gs).mul_(scale)  # (T, bs, D), in gs's buffer
         dq = unsort_sum(dq_sorted, plan.qback, plan.shape)  # (B, H, N, D)
         dk = unsort_sum(window_grad(dp, qs, scale), plan.kback, plan.shape)  # (B, H, N, D)
         plan.pool.give(qs, ks, vs, p)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import effx
 from effx.masks import as_bool
 
-from .chunked import BufferPool, chunked_attention
+from .chunked import BufferPool, chunked_attention, scratch
 
 _positive = attrs.validators.ge(1)
 
@@ -75,6 +75,7 @@ class ReformerLSH(effx.Attention):
         nb = self.config.n_buckets or self._n_buckets(n_max)
         return max(1, nb // 2)
 
+    @torch.no_grad()
     def _sort(self, x: torch.Tensor, rotations: torch.Tensor, npad: int, bs: int, pad) -> torch.Tensor:
         """Vectors ``x (B, H, N, Dh)`` -> slot order ``(B, H, R, Np)`` sorted by (bucket, position).
 
@@ -82,7 +83,9 @@ class ReformerLSH(effx.Attention):
         padding) or None: padded tokens sort last whatever their content.
         """
         nb = self.config.n_buckets or self._n_buckets(x.shape[2])
-        buckets = angular_buckets(x, rotations, nb)  # (B, H, R, N)
+        b, h, n = x.shape[:3]
+        work = scratch(b * h * rotations.shape[2] * (nb // 2) * n, x.dtype, x.device) if nb > 1 else None
+        buckets = angular_buckets(x, rotations, nb, out=work)  # (B, H, R, N)
         if pad is not None:
             buckets = buckets.masked_fill(pad[:, None, None, :], nb)
         return sort_by_bucket(buckets, nb, npad)
@@ -135,10 +138,11 @@ class ReformerLSH(effx.Attention):
                                  attn_mask=attn_mask, rel_bias=rel_bias, pool=self._pool, unit_q=unit_q)
 
 
-def angular_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int) -> torch.Tensor:
+def angular_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int, out=None) -> torch.Tensor:
     """``x (B, H, N, Dh)``, ``rotations (H, Dh, R, >= nb/2)`` -> buckets ``(B, H, R, N)`` in ``[0, nb)``.
 
     ``argmax([xR, -xR])`` without concatenating: the larger of ``max(xR)`` and ``-min(xR)`` decides.
+    ``out``: optional flat buffer for the projections ``(B, H, R*nb/2, N)``.
     """
     b, h, n, d = x.shape
     r = rotations.shape[2]
@@ -146,7 +150,9 @@ def angular_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int) ->
         return torch.zeros(b, h, r, n, dtype=torch.long, device=x.device)
     half = n_buckets // 2
     rot = rotations[..., :half].permute(0, 2, 3, 1).reshape(h, r * half, d).to(x.dtype)  # (H, R*half, Dh)
-    proj = (rot @ x.transpose(-1, -2)).view(b, h, r, half, n)  # (B, H, R, half, N): reduce a non-inner dim
+    shape = (b, h, r * half, n)
+    out = out.view(shape) if out is not None else None
+    proj = torch.matmul(rot, x.transpose(-1, -2), out=out).view(b, h, r, half, n)  # reduce a non-inner dim
     hi, ihi = proj.max(3)
     lo, ilo = proj.min(3)
     return torch.where(hi >= -lo, ihi, ilo + half)  # (B, H, R, N)
