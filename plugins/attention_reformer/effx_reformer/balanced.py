@@ -83,8 +83,9 @@ def tree_order(x: torch.Tensor, directions: torch.Tensor, npad: int, depth: int,
     if pad is not None:
         proj = proj.masked_fill(pad[:, None, None, None, :], 2.0)
     proj = F.pad(proj, (0, npad - n), value=2.0).double()  # (B, H, R, L, Np)
+    levels = torch.arange(depth, device=x.device).view(depth, 1)
+    seg = torch.div(slot * 2**levels, npad, rounding_mode="floor").double().mul_(4)  # (L, Np): 4 x segment
     for level in range(depth):  # tree levels (log2 of the chunk count), each over all tokens at once
-        seg = (slot * 2**level) // npad  # (Np,) segment of each slot
         p = proj[:, :, :, level].gather(-1, order)  # (B, H, R, Np) projection of each slot's token
-        order = order.gather(-1, (seg * 4 + p).argsort(-1))
+        order = order.gather(-1, p.add_(seg[level]).argsort(-1))  # sort within each segment
     return order
