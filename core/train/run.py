@@ -103,7 +103,7 @@ class Session:
         seed_everything(self.cfg.seed)
         tok, source_state = self._tokenizer_and_weights(payload)
         train_ds, val_ds, label_names, unk = self._data(tok, payload)
-        model = self._model(tok, source_state, payload is None)
+        model = self._model(source_state)
         files = RunFiles(self.exp, enabled=self.dist.main)
         files.open(payload["position"]["step"] if payload else None)
         self.files = files
@@ -193,13 +193,12 @@ class Session:
 
     # ------------------------------------------------------------------ preparation
     def _fresh_start(self, overwrite: bool) -> None:
-        existing = [p for p in self.exp.glob("ckpt_*.pt")] + [self.exp / "status.json"]
-        existing = [p for p in existing if p.exists()]
-        if existing and not overwrite:
+        """Refuse to overwrite checkpoints unless asked; files of a run without checkpoints are replaced."""
+        if list(self.exp.glob("ckpt_*.pt")) and not overwrite:
             status = (read_status(self.exp) or {}).get("status", "unknown")
             raise ConfigError(f"{self.kind}/{self.exp.name} already has a run (status: {status}); continue it "
                               f"with -resume or start over with --overwrite")
-        if existing and self.dist.main:
+        if self.dist.main:
             for p in list(self.exp.glob("ckpt_*.pt")) + [self.exp / n for n in RUN_ARTEFACTS]:
                 p.unlink(missing_ok=True)
             shutil.rmtree(self.exp / "logs", ignore_errors=True)
@@ -301,7 +300,7 @@ class Session:
             raise ConfigError(f"head.num_classes is {k} but the training data has {found} labels "
                               f"({', '.join(map(str, names or []))}); set head.num_classes: {found}")
 
-    def _model(self, tok, source_state, fresh: bool):
+    def _model(self, source_state):
         from ..model import build_model
 
         torch.manual_seed(self.cfg.seed)
