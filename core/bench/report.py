@@ -40,7 +40,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, df.to_csv(index=False, float_format="%.6g"))
+    atomic_write(path, df.to_csv(index=False, float_format="%.10g"))
 
 
 def plot(df: pd.DataFrame, suite: str, what: str, path: Path, title: str) -> bool:
