@@ -329,7 +329,7 @@ class Session:
         if not self.dist.main:
             return
         files.status("running", step, epoch)
-        files.event("resume" if payload else "start", step, kind=self.kind, world_size=self.dist.world)
+        files.event("start", step, kind=self.kind, resumed=payload is not None, world_size=self.dist.world)
         for level, msg, fields in self.notes:
             getattr(files, level)(msg)
             fields = dict(fields)
