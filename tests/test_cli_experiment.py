@@ -128,3 +128,19 @@ def test_pretrain_and_finetune_via_cli_with_root_and_env(env, tmp_path, monkeypa
     one_line_error(invoke("pretrain", "-exp", "p"), "already has a run (status: finished)")
     result = invoke("pretrain", "-exp", "p", "-resume")  # finished: resume is a no-op that keeps the history
     assert result.exit_code == 0 and "finished at step 2" in result.output
+
+
+def test_init_keeps_root_relative_paths_and_absolutises_others(tmp_path, monkeypatch):
+    from effx.train.experiment import fill_data_paths
+
+    root, cwd = tmp_path / "root", tmp_path / "cwd"
+    (root / "d").mkdir(parents=True)
+    (cwd / "e").mkdir(parents=True)
+    (root / "d" / "train.csv").write_text("text,label\n")
+    (cwd / "e" / "val.csv").write_text("text,label\n")
+    monkeypatch.chdir(cwd)
+    raw = {"data": {"train": "d/train.csv", "validation": "e/val.csv", "test": "nowhere.csv"}}
+    fill_data_paths(raw, root)
+    assert raw["data"]["train"] == "d/train.csv"  # resolved against the root at run time
+    assert raw["data"]["validation"] == str((cwd / "e" / "val.csv").resolve())
+    assert raw["data"]["test"] == "nowhere.csv"  # left for the run to report
