@@ -90,6 +90,21 @@ def test_rng_states_round_trip_through_weights_only(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
+def test_private_generators_of_plugin_modules_round_trip(tmp_path):
+    class Drawing(torch.nn.Module):  # like an attention plugin drawing random rotations
+        def __init__(self):
+            super().__init__()
+            self._gen = torch.Generator().manual_seed(0)
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), Drawing())
+    torch.rand(5, generator=model[1]._gen)
+    ckpt.save(tmp_path / "g.pt", {"rng": ckpt.capture_rng(model)})
+    expected = torch.rand(3, generator=model[1]._gen)
+    fresh = torch.nn.Sequential(torch.nn.Linear(2, 2), Drawing())
+    ckpt.restore_rng(ckpt.load(tmp_path / "g.pt")["rng"], fresh)
+    assert torch.equal(torch.rand(3, generator=fresh[1]._gen), expected)
+
+
 def test_prune_keeps_last_k_and_links_stay_valid(tmp_path):
     for step in (2, 4, 6, 8):
         ckpt.save(ckpt.step_path(tmp_path, step), {"position": {"step": step}})

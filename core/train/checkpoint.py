@@ -1,7 +1,8 @@
 """Checkpoints that can never execute code: plain data + tensors, loaded with ``weights_only=True``.
 
 A checkpoint is a dict holding the model, optimizer, scheduler and loss-scaler state, the RNG
-states of python / numpy / torch (one entry per process), the data position (epoch, batch index
+states of python / numpy / torch and of any private ``torch.Generator`` a plugin module keeps (one
+entry per process), the data position (epoch, batch index
 within the epoch, global step), the tokenizer as its JSON string, the config as a plain dict and
 the library versions. Nothing is pickled as an object, so ``torch.load(weights_only=True)`` reads
 it; a file crafted to run code when unpickled is refused before anything runs.
@@ -38,8 +39,20 @@ class CheckpointError(EffxError):
 
 
 # ----------------------------------------------------------------------------- RNG
-def capture_rng() -> dict:
-    """RNG states of this process as plain data (lists, ints, tensors)."""
+def module_generators(model: torch.nn.Module | None) -> dict[str, torch.Generator]:
+    """Private ``torch.Generator`` attributes of the model's modules (e.g. an attention plugin that
+    draws random rotations / features from its own generator), by ``module.attr`` name."""
+    found: dict[str, torch.Generator] = {}
+    for name, module in (model.named_modules() if model is not None else ()):
+        for attr, value in vars(module).items():
+            if isinstance(value, torch.Generator) and value.device.type == "cpu":
+                found[f"{name}.{attr}" if name else attr] = value
+    return found
+
+
+def capture_rng(model: torch.nn.Module | None = None) -> dict:
+    """RNG states of this process as plain data (lists, ints, tensors), including the private
+    generators of ``model``'s modules."""
     version, state, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     out = {
@@ -49,10 +62,11 @@ def capture_rng() -> dict:
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.cuda.get_rng_state_all()
+    out["modules"] = {k: g.get_state() for k, g in module_generators(model).items()}
     return out
 
 
-def restore_rng(state: dict) -> None:
+def restore_rng(state: dict, model: torch.nn.Module | None = None) -> None:
     version, values, gauss = state["python"]
     random.setstate((version, tuple(values), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
@@ -60,6 +74,10 @@ def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    gens = module_generators(model)
+    for key, value in state.get("modules", {}).items():
+        if key in gens:
+            gens[key].set_state(value)
 
 
 # ----------------------------------------------------------------------------- save / load

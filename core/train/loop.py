@@ -128,7 +128,7 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "scaler": self.precision.state_dict(),
-            "rng": self.dist.gather(ckpt.capture_rng()),
+            "rng": self.dist.gather(ckpt.capture_rng(self.model)),
             "position": attrs.asdict(self.pos) | {"world_size": self.dist.world},
             "trainer": {"best_val_loss": self.best_val, "window": attrs.asdict(self.window),
                         "fp16_skips": self.fp16_skips},
@@ -148,7 +148,7 @@ class Trainer:
         self.best_val, self.window, self.fp16_skips = t["best_val_loss"], Window(**t["window"]), t["fp16_skips"]
         rngs = payload["rng"]
         if pos.get("world_size") == self.dist.world and len(rngs) == self.dist.world:
-            ckpt.restore_rng(rngs[self.dist.rank])
+            ckpt.restore_rng(rngs[self.dist.rank], self.model)
         else:
             self.files.warning(f"checkpoint was written by {pos.get('world_size')} process(es), this run has "
                                f"{self.dist.world}: RNG streams restart from the seed (results will differ)")
