@@ -338,3 +338,24 @@ def test_integer_masks_and_half_module(cls):
     assert out.dtype == torch.float16
     torch.testing.assert_close(out, att(q, k, v, key_padding_mask=kpm.bool()), rtol=0, atol=0)
     torch.testing.assert_close(out[1, :, :6], att(q[1:, :, :6], k[1:, :, :6], v[1:, :, :6])[0], rtol=0, atol=1e-3)
+
+
+def test_stacked_layers_share_work_buffers_safely():
+    """Two layers run forward, then backward: recomputed features must not see each other's data."""
+    from effx_performer.features import values_with_ones
+
+    q, k, v = (t.requires_grad_() for t in qkv(2, 2, 20, 16, scale=0.7, seed=16))
+    l1, l2 = make(PerformerAttention, 32, seed=1), make(PerformerAttention, 48, seed=2)
+
+    def reference(att, q, k, v):  # plain autograd composition, no work buffers
+        (xq, wq), (yk, wk) = att.operands(q, k, None, dense=False)
+        qp, kp = positive_features(xq, wq, QUERY_DIMS), positive_features(yk, wk, KEY_DIMS)
+        return ratio(linear_attention(qp, kp, values_with_ones(v, None)))
+
+    fused = l2(l1(q, k, v), k * 0.5, v)
+    plain = reference(l2, reference(l1, q, k, v), k * 0.5, v)
+    torch.testing.assert_close(fused, plain)
+    w_out = torch.randn(fused.shape, generator=torch.Generator().manual_seed(4))
+    for g1, g2 in zip(torch.autograd.grad((fused * w_out).sum(), (q, k, v)),
+                      torch.autograd.grad((plain * w_out).sum(), (q, k, v))):
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
