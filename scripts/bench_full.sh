@@ -6,11 +6,11 @@
 #   pip install --no-build-isolation -e ".[bench]" -e ./plugins/attention_sdpa -e ./plugins/positional \
 #       -e ./plugins/attention_performer -e ./plugins/attention_reformer
 #   scripts/bench_full.sh [OUT_DIR]        # default docs/bench
-#   PARTS="step train" scripts/bench_full.sh   # only some parts (layer step train fidelity thp)
+#   PARTS="step train" scripts/bench_full.sh   # only some parts (layer step train fidelity thp breakeven)
 set -euo pipefail
 OUT=${1:-docs/bench}
 THREADS=${THREADS:-2}
-PARTS=" ${PARTS:-layer step train fidelity thp} "
+PARTS=" ${PARTS:-layer step train fidelity thp breakeven} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 { echo "# started $(date -u +%FT%TZ) on $(hostname)"; uptime; echo "# busiest processes:";
@@ -41,6 +41,11 @@ part thp && for thp in 0 1; do
       --seq-lens 4096,8192 --threads "$THREADS" --reps 2 --mem-cap-gib 6 --time-cap-s 30 --no-peers \
       --out "$OUT/cpu-layer-thp$thp"
 done
+
+# (f) break-even against fused sdpa with more repetitions (small-N timings are the noisiest)
+part breakeven && effx bench --mode layer --types "sdpa[fused],performer_favor,reformer_lsh" \
+    --seq-lens 512,1024,2048,4096,8192 --threads "$THREADS" --reps 5 --mem-cap-gib 6 --time-cap-s 30 --peers \
+    --out "$OUT/cpu-layer-breakeven"
 
 { echo "# finished $(date -u +%FT%TZ)"; uptime; echo "# busiest processes:";
   ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } > "$OUT/load_end.txt"
