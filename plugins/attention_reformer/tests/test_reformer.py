@@ -370,3 +370,23 @@ def test_longer_than_max_seq_len_is_a_one_line_error():
     att = make(ReformerLSH, ReformerConfig(bucket_size=4), max_seq_len=16)
     with pytest.raises(effx.SequenceTooLongError, match="max_seq_len=16"):
         att(*qkv(17))
+
+
+def test_encoder_gradient_checkpointing_matches_plain_training_step():
+    from effx.config import AttentionSpec, ModelConfig, PositionalSpec
+
+    def step(checkpointing):
+        cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.0, max_seq_len=64,
+                          gradient_checkpointing=checkpointing,
+                          attention=AttentionSpec("reformer_lsh", {"bucket_size": 4, "n_hashes": 2}),
+                          positional=PositionalSpec("rope"))
+        torch.manual_seed(0)
+        model = effx.build_model(cfg, {"type": "classification", "num_classes": 3}).train()
+        ids = torch.randint(5, 50, (2, 40), generator=torch.Generator().manual_seed(1))
+        kpm = torch.ones(2, 40, dtype=torch.bool)
+        kpm[1, 30:] = False
+        model(ids, kpm).square().sum().backward()
+        return [p.grad for p in model.parameters() if p.grad is not None]
+
+    for a, b in zip(step(False), step(True)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
