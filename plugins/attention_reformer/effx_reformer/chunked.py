@@ -31,7 +31,7 @@ from effx.masks import attn_mask_4d
 MASKED = -1e30  # score of a pair that may not be attended (finite, so softmax never sees -inf - -inf)
 SELF = -1e5  # shared-QK score of a token with itself: used only when no other key is allowed
 DEAD = -1e29  # a row maximum below this means the query compared no allowed key
-DUP_SCALE = 1e15  # chunk ids are stored times this: squared distances of neighbours stay < -DEAD
+DUP_SCALE = 1e15  # chunk ids are stored times this: the squared-distance penalty of neighbours is < DEAD
 
 
 def windows(x: torch.Tensor, bs: int, t: int) -> torch.Tensor:
