@@ -95,8 +95,8 @@ def check_fully_masked_rows(cls, config=None) -> None:
     assert torch.isfinite(out).all(), f"{cls.name}: non-finite output with a fully-masked row"
     assert out[:, :, 5].abs().max() == 0, f"{cls.name}: fully-masked row is not zero"
     out.square().sum().backward()
-    for t in (q, k, v):
-        assert torch.isfinite(t.grad).all(), f"{cls.name}: non-finite gradient with a fully-masked row"
+    for t in (q, k, v):  # k may get no gradient when an attention shares QK
+        assert t.grad is None or torch.isfinite(t.grad).all(), f"{cls.name}: non-finite gradient with a fully-masked row"
 
 
 def check_gradients(cls, config=None) -> None:
