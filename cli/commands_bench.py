@@ -19,7 +19,7 @@ def _command_line() -> str:
 @click.option("--mode", type=click.Choice(["layer", "step", "both"]), default="both", show_default=True,
               help="layer: the attention alone; step: one encoder training step; both.")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="fp16 is refused on CPU (its matmuls are ~400x slower than fp32 there).")
+              help="fp16 is refused on CPU (no fast fp16 matmul kernel there; use bf16).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--batch", default=1, show_default=True, help="Batch of the layer suite.")
 @click.option("--heads", default=4, show_default=True)
