@@ -31,7 +31,7 @@ effx init -exp "$PRE" --root "$ROOT" --force \
 effx init -exp "$FT" --finetune --root "$ROOT" --force \
   --set data.train="$SAMPLE/agnews_train.csv" --set data.validation="$SAMPLE/agnews_validation.csv" \
   --set data.test="$SAMPLE/agnews_test.csv" --set data.max_length=64 \
-  --set train.epochs=4 --set train.batch_size=32 --set train.optimizer.lr=0.003 --set head.pooling=mean \
+  --set train.epochs=6 --set train.batch_size=32 --set train.optimizer.lr=0.003 --set head.pooling=mean \
   --set logging.progress_bar=false
 
 step "2/4 effx pretrain -exp $PRE (masked-language modelling)"
