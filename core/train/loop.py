@@ -300,11 +300,10 @@ class Trainer:
             self._log_val(val, end_epoch or done)
         if end_epoch:
             self.pos = Position(self.pos.epoch + 1, 0, self.pos.step)
+            self.window.epoch_seconds = 0.0
         stop = self.dist.any(self.stop_requested())
         if self._checkpoint_due(end_epoch, done) or improved or stop:
             self.save_checkpoint(best=improved)
-        if end_epoch:
-            self.window.epoch_seconds = 0.0
         if stop:
             raise Interrupted(f"interrupted at step {self.pos.step}; checkpoint saved")
         return val
