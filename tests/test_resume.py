@@ -16,7 +16,7 @@ from test_train_helpers import effx_cmd, losses, make_data, rows, run_effx, set_
 
 from effx.train import init_experiment, run_pretrain  # noqa: E402
 
-STEPS = 40
+STEPS = 28
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def reference(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     set_env(mp)
     root = tmp_path_factory.mktemp("ref")
-    data = make_data(root / "data", n_train=160)
+    data = make_data(root / "data", n_train=112)
     sets = tiny_sets(data, True, **{"model.dropout": 0.1, "train.epochs": 2, "checkpoint.keep_last": 2})
     init_experiment("ref", root=root, sets=sets)
     run_pretrain("ref", root=root)
