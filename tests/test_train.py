@@ -34,7 +34,7 @@ def pretrained(tmp_path_factory):
     set_env(mp)
     root = tmp_path_factory.mktemp("shared")
     data = make_data(root / "data")
-    init_experiment("pre", root=root, sets=tiny_sets(data, **{"train.max_steps": 6}))
+    init_experiment("pre", root=root, sets=tiny_sets(data, **{"train.max_steps": 6, "train.eval_every_steps": 4}))
     result = run_pretrain("pre", root=root)
     yield root, data, result
     mp.undo()
@@ -60,7 +60,9 @@ def test_pretrain_writes_every_artefact(pretrained):
     assert all(r["mem_kind"] == "cpu_rss" and float(r["peak_mem_MiB"]) > 0 for r in train)
     assert all(float(r["tokens_per_s"]) > 0 for r in train)
     val = rows(exp, "validation")
-    assert len(val) == 1 and val[0]["AUROC"] == "" and float(val[0]["loss"]) > 0
+    assert [int(r["step"]) for r in val] == [4, 6]  # eval_every_steps, then the end of training
+    assert val[0]["time_per_epoch_s"] == "" and float(val[1]["time_per_epoch_s"]) > 0
+    assert all(r["AUROC"] == "" and float(r["loss"]) > 0 for r in val)
     events = [json.loads(line) for line in (exp / "events.jsonl").read_text().splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "finished" and "checkpoint" in kinds
