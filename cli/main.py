@@ -4,7 +4,6 @@ Every known user mistake (:class:`effx.errors.EffxError`) becomes ``Error: <one 
 """
 from __future__ import annotations
 
-import functools
 import sys
 
 import click

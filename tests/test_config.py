@@ -88,3 +88,10 @@ def test_bad_yaml_is_one_line(tmp_path, reg):
 
 def test_model_defaults_typed():
     assert ModelConfig().max_seq_len == 512 and ModelConfig().norm == "pre"
+
+
+def test_scientific_notation_floats_in_yaml_files(reg, tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  optimizer:\n    lr: 3e-4\n    eps: 1e-8\n  epochs: 3\n")
+    cfg = load_experiment(p, reg)
+    assert cfg.train.optimizer.lr == 3e-4 and cfg.train.optimizer.eps == 1e-8 and cfg.train.epochs == 3

@@ -72,16 +72,10 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
 
 
 def parse_sets(pairs: tuple[str, ...] | list[str]) -> list[tuple[str, Any]]:
-    """``key=value`` pairs; values are parsed as YAML scalars (``3`` -> int, ``null`` -> None)."""
-    import yaml
+    """``key=value`` pairs, parsed exactly as ``effx init --set`` parses them."""
+    from ..train.experiment import parse_set
 
-    out = []
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. data.train=data/train.csv")
-        out.append((key.strip(), yaml.safe_load(value) if value.strip() else None))
-    return out
+    return [parse_set(pair) for pair in pairs]
 
 
 def _like(ft: str, root: str | Path | None) -> tuple[dict, list | None]:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import yaml
 
-from ..config import dump_yaml
+from ..config import dump_yaml, parse_yaml
 from ._io import read_json, write_text
 from .runs import Run
 
@@ -84,7 +83,7 @@ def _stage_config(run_dir: Path, kind: str, name: str, out: Path) -> None:
     differently from run to run (tokenizers#1794), so the re-run loads the original vocabulary
     (``tokenizer.path``) instead of training a new one.
     """
-    data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    data = parse_yaml((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     root, dest = run_dir.parent.parent, out / "configs" / kind / name
     if isinstance(data.get("data"), dict):
         _absolute(data["data"], ("train", "validation", "test"), root)

@@ -17,6 +17,7 @@ import attrs
 import pandas as pd
 import yaml
 
+from ..config import parse_yaml
 from ._io import read_json
 
 METRIC_NAMES = ("accuracy", "macro_F1", "weighted_F1", "AUROC")
@@ -60,7 +61,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def _read_yaml(path: Path) -> dict | None:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None

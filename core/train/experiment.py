@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from ..config import ExperimentConfig, dump_yaml, load_yaml, structure, to_dict
+from ..config import ExperimentConfig, dump_yaml, load_yaml, parse_yaml, structure, to_dict
 from ..errors import ConfigError
 from .paths import experiment_dir
 from .runfiles import atomic_write_text, now_iso
@@ -32,7 +32,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.optimizer.lr=3e-4")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string; users mean a number
