@@ -5,7 +5,8 @@ Same math as composing :func:`effx_performer.features.positive_features` with
 values and gradients against that), organised around memory traffic:
 
 * each feature map is ONE matmul written into a reusable work buffer, then in-place
-  max-subtract and ``exp`` (no separate logits tensor);
+  ``- max + row`` and ``exp`` (no separate logits tensor); the feature ``eps`` is never added to
+  the buffer: ``(F + eps) S = F S + eps 1 colsum(S)`` costs O((N + M) Dh);
 * nothing of size O(N M) is saved for backward: only the matmul inputs (O(N Dh)) and the small
   ``phi(K)^T [V, 1]`` are kept; backward recomputes the two feature maps into the same work
   buffers (two extra matmuls) and applies ``d exp(l) = exp(l) * d phi`` in place. The stabilising
@@ -60,41 +61,60 @@ def _bmm_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tens
     return out
 
 
-def _features(slot: int, xa: torch.Tensor, wa: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """``exp(xa @ wa^T - max)`` in work buffer ``slot`` -> ``[B, H, N, M]``."""
+def _features(slot: int, xa: torch.Tensor, wa: torch.Tensor, row: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``exp(xa @ wa^T - max + row)`` in work buffer ``slot`` -> ``[B, H, N, M]`` (max over the
+    matmul logits only; ``row [B, H, N]``)."""
     out = _buffer(slot, (*xa.shape[:-1], wa.shape[-2]), xa)  # (B, H, N, M)
     _bmm_into(out, xa, wa.transpose(-2, -1))
-    return out.sub_(out.amax(dim=dims, keepdim=True)).exp_()
+    return out.sub_(out.amax(dim=dims, keepdim=True) - row[..., None]).exp_()
+
+
+def _plus_eps(prod: torch.Tensor, rhs: torch.Tensor, eps: float) -> torch.Tensor:
+    """``prod = F @ rhs`` -> ``(F + eps) @ rhs``, in place: adds ``eps`` times the column sums of ``rhs``."""
+    return prod.add_(rhs.sum(-2, keepdim=True), alpha=eps) if eps else prod
+
+
+def _grad_inputs(g_logits: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the matmul input and of the row term from ``g_logits [B, H, N, M]`` in ONE
+    matmul: ``g_logits @ [w, 1]`` (the row term enters every logit of its row with weight 1)."""
+    g = g_logits @ torch.cat([w, w.new_ones(*w.shape[:-1], 1)], -1)  # (B, H, N, a+1)
+    return g[..., :-1], g[..., -1]
 
 
 class FavorLinear(torch.autograd.Function):
-    """``(xq, wq, yk, wk, v_ext) -> ratio(phi(Q) (phi(K)^T v_ext))``; ``xq, yk [B, H, N, a]``,
-    ``wq, wk [M, a] | [B, H, M, a]`` (no gradient), ``v_ext [B, H, N, Dh+1]`` (last column ones)
-    -> ``[B, H, N, Dh]``. The normalisation follows :func:`effx_performer.favor.ratio`."""
+    """``(xq, wq, rq, yk, wk, rk, v_ext, eps) -> ratio((phi(Q) + eps) ((phi(K) + eps)^T v_ext))``;
+    ``xq, yk [B, H, N, a]``, ``wq, wk [M, a] | [B, H, M, a]`` (no gradient), row terms
+    ``rq, rk [B, H, N]``, ``v_ext [B, H, N, Dh+1]`` (last column ones) -> ``[B, H, N, Dh]``, with
+    ``phi = exp(logits - max + row)`` (:func:`effx_performer.features.positive_features`). The
+    normalisation follows :func:`effx_performer.favor.ratio`."""
 
     @staticmethod
-    def forward(ctx, xq, wq, yk, wk, v_ext):
-        kp = _features(KEY_SLOT, yk, wk, KEY_DIMS)  # (B, H, N, M) work buffer
-        kv = (v_ext.transpose(-2, -1) @ kp).transpose(-2, -1)  # (B, H, M, Dh+1)
-        qp = _features(QUERY_SLOT, xq, wq, QUERY_DIMS)  # (B, H, N, M) work buffer
-        out_ext = qp @ kv  # (B, H, N, Dh+1): numerator | normaliser
+    def forward(ctx, xq, wq, rq, yk, wk, rk, v_ext, eps):
+        kp = _features(KEY_SLOT, yk, wk, rk, KEY_DIMS)  # (B, H, N, M) work buffer
+        kv = _plus_eps((v_ext.transpose(-2, -1) @ kp).transpose(-2, -1), v_ext, eps)  # (B, H, M, Dh+1)
+        qp = _features(QUERY_SLOT, xq, wq, rq, QUERY_DIMS)  # (B, H, N, M) work buffer
+        out_ext = _plus_eps(qp @ kv, kv, eps)  # (B, H, N, Dh+1): numerator | normaliser
         den = out_ext[..., -1:]  # (B, H, N, 1)
         inv = torch.where(den > DEN_FLOOR, den, torch.inf).reciprocal_()  # 0 where no key is seen
         out = out_ext[..., :-1].mul_(inv)  # (B, H, N, Dh), in place, a view of out_ext
-        ctx.save_for_backward(xq, wq, yk, wk, v_ext, kv, out, inv)  # all O(N Dh) or smaller
+        ctx.save_for_backward(xq, wq, rq, yk, wk, rk, v_ext, kv, out, inv)  # all O(N Dh) or smaller
+        ctx.eps = eps
         return out
 
     @staticmethod
     def backward(ctx, grad):  # grad (B, H, N, Dh)
-        xq, wq, yk, wk, v_ext, kv, out, inv = ctx.saved_tensors
+        xq, wq, rq, yk, wk, rk, v_ext, kv, out, inv = ctx.saved_tensors
+        eps = ctx.eps
         g_den = (grad * out).sum(-1, keepdim=True).neg_()  # (B, H, N, 1): d out / d normaliser * den
         grad = torch.cat([grad, g_den], dim=-1).mul_(inv)  # (B, H, N, Dh+1): d loss / d out_ext
-        qp = _features(QUERY_SLOT, xq, wq, QUERY_DIMS)  # recomputed, (B, H, N, M)
-        g_kv = qp.transpose(-2, -1) @ grad  # (B, H, M, Dh+1)
+        qp = _features(QUERY_SLOT, xq, wq, rq, QUERY_DIMS)  # recomputed, (B, H, N, M)
+        g_kv = _plus_eps(qp.transpose(-2, -1) @ grad, grad, eps)  # (B, H, M, Dh+1)
         g_feat = _bmm_into(_buffer(GRAD_SLOT, qp.shape, qp), grad, kv.transpose(-2, -1))  # d out / d phi(q)
-        g_xq = g_feat.mul_(qp) @ wq  # (B, H, N, a): through exp, in place
-        kp = _features(KEY_SLOT, yk, wk, KEY_DIMS)  # recomputed, (B, H, N, M)
-        g_v = kp @ g_kv  # (B, H, N, Dh+1)
+        g_feat.mul_(qp)  # (B, H, N, M): through exp, in place
+        g_xq, g_rq = _grad_inputs(g_feat, wq)  # (B, H, N, a), (B, H, N)
+        kp = _features(KEY_SLOT, yk, wk, rk, KEY_DIMS)  # recomputed, (B, H, N, M)
+        g_v = _plus_eps(kp @ g_kv, g_kv, eps)  # (B, H, N, Dh+1)
         _bmm_into(g_feat, v_ext, g_kv.transpose(-2, -1))  # d out / d phi(k), same buffer
-        g_yk = g_feat.mul_(kp) @ wk  # (B, H, N, a)
-        return g_xq, None, g_yk, None, g_v
+        g_feat.mul_(kp)  # (B, H, N, M)
+        g_yk, g_rk = _grad_inputs(g_feat, wk)  # (B, H, N, a), (B, H, N)
+        return g_xq, None, g_rq, g_yk, None, g_rk, g_v, None
