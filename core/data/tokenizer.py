@@ -7,14 +7,13 @@ to ``max_length`` tokens including those two. Files are ``tokenizer.json`` writt
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from ..config import TokenizerConfig
+from ..atomic import write_text
 from ..errors import ConfigError, EffxError
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
@@ -81,19 +80,7 @@ def tokenizer_from_str(text: str, where: str = "tokenizer") -> Tokenizer:
 
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> Path:
     """Write ``tok`` as JSON to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(tokenizer_to_str(tok))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, tokenizer_to_str(tok))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

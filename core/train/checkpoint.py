@@ -21,13 +21,13 @@ import pickle
 import random
 import re
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_open
 from ..errors import EffxError
 
 FORMAT = "effx-checkpoint/1"
@@ -83,17 +83,8 @@ def restore_rng(state: dict, model: torch.nn.Module | None = None) -> None:
 # ----------------------------------------------------------------------------- save / load
 def save(path: Path, payload: dict) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"format": FORMAT, **payload}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        torch.save({"format": FORMAT, **payload}, fh)
 
 
 def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict:

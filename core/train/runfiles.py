@@ -13,12 +13,12 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from ..atomic import write_bytes
 
 METRIC_COLUMNS = [
     "step", "epoch", "split", "loss", "lr", "accuracy", "macro_F1", "weighted_F1", "AUROC",
@@ -33,18 +33,7 @@ def now_iso() -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
