@@ -44,6 +44,7 @@ from .features import (
     positive_features,
     query_operands,
     relu_features,
+    row_term,
     values_with_ones,
 )
 from .fused import FavorLinear
@@ -133,22 +134,24 @@ class PerformerAttention(effx.Attention):
         return None, None
 
     def operands(self, q, k, kpm, dense: bool):
-        """fp32 ``q, k [B, H, N, Dh]`` -> ``(x', w', row)`` of the query and of the key features."""
+        """fp32 ``q, k [B, H, N, Dh]`` -> matmul operands ``(x', w')`` of the query and key logits
+        (the ``-|x|^2/2`` row terms are ``row_term(., Dh^-1/2)``, kept out of the max)."""
         scale = q.shape[-1] ** -0.25  # exp(x . y) = exp(q . k / sqrt(Dh)) for x, y = q, k * scale
         w = self.projection.float() * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
         coef, offset = self.feature_offset(q, k, w, kpm, dense)
         if coef is not None:  # (B, H, 1): B multiplies w . x only, not the -|y|^2/2 term
             w = w * coef[..., None]  # (B, H, M, Dh)
-        return query_operands(q, w, offset, scale * scale), key_operands(k, w, kpm, offset, scale * scale)
+        return query_operands(q, w, offset), key_operands(k, w, kpm, offset)
 
     def features(self, q, k, kpm, dense: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """fp32 ``q, k [B, H, N, Dh]`` -> ``phi(q), phi(k) [B, H, N, M]`` (autograd path)."""
         if self.config.kernel == "relu":
             w = self.projection.float() * q.shape[-1] ** -0.25  # (M, Dh)
             return relu_features(q, w), relu_features(k, w)
-        (xq, wq, rq), (yk, wk, rk) = self.operands(q, k, kpm, dense)
-        eps = self.config.feature_eps
-        return positive_features(xq, wq, rq, QUERY_DIMS, eps), positive_features(yk, wk, rk, KEY_DIMS, eps)
+        (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense)
+        eps, sq_scale = self.config.feature_eps, q.shape[-1] ** -0.5
+        return (positive_features(xq, wq, row_term(q, sq_scale), QUERY_DIMS, eps),
+                positive_features(yk, wk, row_term(k, sq_scale), KEY_DIMS, eps))
 
     def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
         self.advance()
@@ -158,8 +161,9 @@ class PerformerAttention(effx.Attention):
             q, k, v = q.float(), k.float(), v.float()
             v_ext = values_with_ones(v, kpm)  # (B, H, N, Dh+1)
             if attn_mask is None and rel_bias is None and self.config.kernel == "softmax":
-                (xq, wq, rq), (yk, wk, rk) = self.operands(q, k, kpm, dense=False)
-                out = FavorLinear.apply(xq, wq, rq, yk, wk, rk, v_ext, self.config.feature_eps)  # the fast path
+                (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense=False)
+                eps, sq_scale = self.config.feature_eps, q.shape[-1] ** -0.5
+                out = FavorLinear.apply(xq, wq, yk, wk, v_ext, eps, sq_scale, q.shape[-1])  # the fast path
             else:
                 out = ratio(self.general(q, k, v_ext, kpm, attn_mask, rel_bias))  # (B, H, N, Dh)
         return out.to(out_dtype)

@@ -82,23 +82,19 @@ def augment(
 
 
 def row_term(x: torch.Tensor, sq_scale: float) -> torch.Tensor:
-    """``-sq_scale |x|^2 / 2`` ``[B, H, N]``: the ``-|x|^2/2`` term of the scaled inputs (with gradient)."""
+    """``-sq_scale |x|^2 / 2`` ``[B, H, N]``: the ``-|x|^2/2`` term of the scaled inputs."""
     return torch.linalg.vector_norm(x, dim=-1).square() * (-0.5 * sq_scale)  # (B, H, N)
 
 
-def query_operands(q: torch.Tensor, w: torch.Tensor, offset: torch.Tensor | None = None, sq_scale: float = 1.0):
-    """Operands of the query logits ``w_m . x_i + a_m`` and the row term ``-|x_i|^2/2``.
-
-    ``w`` already carries the input scaling ``c = Dh^(-1/4)`` (and FAVOR++'s ``B``); the row term
-    uses ``sq_scale = c^2`` only. Returns ``(x', w', row [B, H, N])``.
-    """
-    xa, wa = augment(q, w, offset=offset)
-    return xa, wa, row_term(q, sq_scale)
+def query_operands(q: torch.Tensor, w: torch.Tensor, offset: torch.Tensor | None = None):
+    """Operands of the query logits ``w_m . x_i + a_m``; ``w`` already carries the input scaling
+    ``c = Dh^(-1/4)`` (and FAVOR++'s ``B``). The row term is :func:`row_term` ``(q, c^2)``."""
+    return augment(q, w, offset=offset)
 
 
-def key_operands(k: torch.Tensor, w: torch.Tensor, kpm: torch.Tensor | None = None, offset=None, sq_scale: float = 1.0):
-    """Operands of the key logits ``w_m . y_j + a_m`` (padded keys ``-1e30``, folded into the
-    matmul so they never set the max) and the row term ``-|y_j|^2/2``. Returns ``(y', w', row)``.
+def key_operands(k: torch.Tensor, w: torch.Tensor, kpm: torch.Tensor | None = None, offset=None):
+    """Operands of the key logits ``w_m . y_j + a_m``; padded keys get ``-1e30`` (folded into the
+    matmul, so they never set the max). The row term is :func:`row_term` ``(k, c^2)``.
 
     A batch row with no real key keeps finite weights and is silenced by its zeroed values
     (see :func:`values_with_ones`).
@@ -106,8 +102,7 @@ def key_operands(k: torch.Tensor, w: torch.Tensor, kpm: torch.Tensor | None = No
     pad = None
     if kpm is not None:
         pad = k.new_zeros(k.shape[:-1]).masked_fill(~kpm[:, None, :], MASKED_LOGIT)  # (B, H, N)
-    ya, wa = augment(k, w, row=pad, offset=offset)
-    return ya, wa, row_term(k, sq_scale)
+    return augment(k, w, row=pad, offset=offset)
 
 
 QUERY_DIMS = (-1,)  # query stabiliser: max over features, per row

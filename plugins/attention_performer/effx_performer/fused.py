@@ -25,7 +25,7 @@ import threading
 
 import torch
 
-from .features import DEN_FLOOR, KEY_DIMS, QUERY_DIMS
+from .features import DEN_FLOOR, KEY_DIMS, QUERY_DIMS, row_term
 
 _local = threading.local()
 QUERY_SLOT, KEY_SLOT, GRAD_SLOT = 0, 1, 2
@@ -74,22 +74,21 @@ def _plus_eps(prod: torch.Tensor, rhs: torch.Tensor, eps: float) -> torch.Tensor
     return prod.add_(rhs.sum(-2, keepdim=True), alpha=eps) if eps else prod
 
 
-def _grad_inputs(g_logits: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of the matmul input and of the row term from ``g_logits [B, H, N, M]`` in ONE
-    matmul: ``g_logits @ [w, 1]`` (the row term enters every logit of its row with weight 1)."""
-    g = g_logits @ torch.cat([w, w.new_ones(*w.shape[:-1], 1)], -1)  # (B, H, N, a+1)
-    return g[..., :-1], g[..., -1]
-
-
 class FavorLinear(torch.autograd.Function):
-    """``(xq, wq, rq, yk, wk, rk, v_ext, eps) -> ratio((phi(Q) + eps) ((phi(K) + eps)^T v_ext))``;
-    ``xq, yk [B, H, N, a]``, ``wq, wk [M, a] | [B, H, M, a]`` (no gradient), row terms
-    ``rq, rk [B, H, N]``, ``v_ext [B, H, N, Dh+1]`` (last column ones) -> ``[B, H, N, Dh]``, with
-    ``phi = exp(logits - max + row)`` (:func:`effx_performer.features.positive_features`). The
-    normalisation follows :func:`effx_performer.favor.ratio`."""
+    """``(xq, wq, yk, wk, v_ext, eps, sq_scale, d) -> ratio((phi(Q) + eps) ((phi(K) + eps)^T v_ext))``;
+    ``xq, yk [B, H, N, a]`` whose first ``d`` columns are the raw inputs ``q, k``, ``wq, wk [M, a] |
+    [B, H, M, a]`` (no gradient), ``v_ext [B, H, N, Dh+1]`` (last column ones) -> ``[B, H, N, Dh]``,
+    with ``phi = exp(logits - max + row)`` and ``row = -sq_scale |x[:d]|^2 / 2``
+    (:func:`effx_performer.features.positive_features`). The normalisation follows
+    :func:`effx_performer.favor.ratio`.
+
+    Row-term gradients in O(N Dh): ``sum_m phi_nm dL/dphi_nm`` is ``grad_ext_n . (phi_n kv)`` for
+    queries, which is ``-eps grad_ext_n . colsum(kv)`` (the rest cancels in the ratio; 0 for eps = 0),
+    and ``v_ext_n . (phi(k_n) g_kv)`` for keys; ``d row / d x = -sq_scale x``."""
 
     @staticmethod
-    def forward(ctx, xq, wq, rq, yk, wk, rk, v_ext, eps):
+    def forward(ctx, xq, wq, yk, wk, v_ext, eps, sq_scale, d):
+        rq, rk = row_term(xq[..., :d], sq_scale), row_term(yk[..., :d], sq_scale)  # (B, H, N)
         kp = _features(KEY_SLOT, yk, wk, rk, KEY_DIMS)  # (B, H, N, M) work buffer
         kv = _plus_eps((v_ext.transpose(-2, -1) @ kp).transpose(-2, -1), v_ext, eps)  # (B, H, M, Dh+1)
         qp = _features(QUERY_SLOT, xq, wq, rq, QUERY_DIMS)  # (B, H, N, M) work buffer
@@ -98,23 +97,27 @@ class FavorLinear(torch.autograd.Function):
         inv = torch.where(den > DEN_FLOOR, den, torch.inf).reciprocal_()  # 0 where no key is seen
         out = out_ext[..., :-1].mul_(inv)  # (B, H, N, Dh), in place, a view of out_ext
         ctx.save_for_backward(xq, wq, rq, yk, wk, rk, v_ext, kv, out, inv)  # all O(N Dh) or smaller
-        ctx.eps = eps
+        ctx.eps, ctx.sq_scale, ctx.d = eps, sq_scale, d
         return out
 
     @staticmethod
     def backward(ctx, grad):  # grad (B, H, N, Dh)
         xq, wq, rq, yk, wk, rk, v_ext, kv, out, inv = ctx.saved_tensors
-        eps = ctx.eps
+        eps, sq_scale, d = ctx.eps, ctx.sq_scale, ctx.d
         g_den = (grad * out).sum(-1, keepdim=True).neg_()  # (B, H, N, 1): d out / d normaliser * den
         grad = torch.cat([grad, g_den], dim=-1).mul_(inv)  # (B, H, N, Dh+1): d loss / d out_ext
         qp = _features(QUERY_SLOT, xq, wq, rq, QUERY_DIMS)  # recomputed, (B, H, N, M)
         g_kv = _plus_eps(qp.transpose(-2, -1) @ grad, grad, eps)  # (B, H, M, Dh+1)
         g_feat = _bmm_into(_buffer(GRAD_SLOT, qp.shape, qp), grad, kv.transpose(-2, -1))  # d out / d phi(q)
-        g_feat.mul_(qp)  # (B, H, N, M): through exp, in place
-        g_xq, g_rq = _grad_inputs(g_feat, wq)  # (B, H, N, a), (B, H, N)
+        g_xq = g_feat.mul_(qp) @ wq  # (B, H, N, a): through exp, in place
+        if eps:  # row term of the queries
+            g_rq = (grad @ kv.sum(-2)[..., None]).mul_(eps * sq_scale)  # (B, H, N, 1) = -g_row * -sq_scale
+            g_xq[..., :d].addcmul_(xq[..., :d], g_rq)
         kp = _features(KEY_SLOT, yk, wk, rk, KEY_DIMS)  # recomputed, (B, H, N, M)
-        g_v = _plus_eps(kp @ g_kv, g_kv, eps)  # (B, H, N, Dh+1)
+        g_v = kp @ g_kv  # (B, H, N, Dh+1) through phi(K) only
+        g_rk = torch.einsum("...ne,...ne->...n", v_ext, g_v)[..., None]  # (B, H, N, 1) key row-term gradient
+        g_v = _plus_eps(g_v, g_kv, eps)
         _bmm_into(g_feat, v_ext, g_kv.transpose(-2, -1))  # d out / d phi(k), same buffer
-        g_feat.mul_(kp)  # (B, H, N, M)
-        g_yk, g_rk = _grad_inputs(g_feat, wk)  # (B, H, N, a), (B, H, N)
-        return g_xq, None, g_rq, g_yk, None, g_rk, g_v, None
+        g_yk = g_feat.mul_(kp) @ wk  # (B, H, N, a)
+        g_yk[..., :d].addcmul_(yk[..., :d], g_rk, value=-sq_scale)
+        return g_xq, None, g_yk, None, g_v, None, None, None

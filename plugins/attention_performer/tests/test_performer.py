@@ -16,7 +16,7 @@ import effx
 from effx.config import structure
 from effx_performer import PerformerAttention, PerformerPlusPlusAttention
 from effx_performer import favor as favor_module
-from effx_performer.features import KEY_DIMS, QUERY_DIMS, positive_features
+from effx_performer.features import KEY_DIMS, QUERY_DIMS, positive_features, row_term
 from effx_performer.favor import linear_attention, ratio
 from effx_performer.favor_pp import mean_pair_sq_distance, optimal_a
 from effx_performer.fused import FavorLinear
@@ -149,22 +149,21 @@ def test_unit_gaussian_inputs_keep_reference_fidelity(cls):
 @pytest.mark.parametrize("eps", [0.0, 0.05])
 def test_fused_core_gradients_match_autograd(eps):
     g = torch.Generator().manual_seed(0)
-    b, h, n, a, m, e = 2, 2, 7, 5, 6, 4
+    b, h, n, a, m, e, d, sq = 2, 2, 7, 5, 6, 4, 4, 0.3
     xq, yk = (torch.randn(b, h, n, c, generator=g, dtype=torch.double, requires_grad=True) for c in (a, a + 1))
     wq, wk = torch.randn(m, a, generator=g, dtype=torch.double), torch.randn(b, h, m, a + 1, dtype=torch.double)
     v = torch.randn(b, h, n, e, generator=g, dtype=torch.double, requires_grad=True)
+    args = (xq, yk, v)
 
     def ext(t):
         return torch.cat([t, torch.ones_like(t[..., :1])], -1)
 
-    rq, rk = (-torch.rand(b, h, n, generator=g, dtype=torch.double).requires_grad_() for _ in range(2))
-    args = (xq, rq, yk, rk, v)
+    def fused(x, y, vv):
+        return FavorLinear.apply(x, wq, y, wk, ext(vv), eps, sq, d)
 
-    def fused(x, r, y, s, vv):
-        return FavorLinear.apply(x, wq, r, y, wk, s, ext(vv), eps)
-
-    def plain(x, r, y, s, vv):
-        qp, kp = positive_features(x, wq, r, QUERY_DIMS, eps), positive_features(y, wk, s, KEY_DIMS, eps)
+    def plain(x, y, vv):
+        qp = positive_features(x, wq, row_term(x[..., :d], sq), QUERY_DIMS, eps)
+        kp = positive_features(y, wk, row_term(y[..., :d], sq), KEY_DIMS, eps)
         return ratio(linear_attention(qp, kp, ext(vv)))
 
     if not eps:  # with eps the maxima no longer cancel; like the reference they carry no gradient
@@ -397,9 +396,10 @@ def test_stacked_layers_share_work_buffers_safely():
     l1, l2 = make(PerformerAttention, 32, seed=1), make(PerformerAttention, 48, seed=2)
 
     def reference(att, q, k, v):  # plain autograd composition, no work buffers
-        (xq, wq, rq), (yk, wk, rk) = att.operands(q, k, None, dense=False)
-        eps = att.config.feature_eps
-        qp, kp = positive_features(xq, wq, rq, QUERY_DIMS, eps), positive_features(yk, wk, rk, KEY_DIMS, eps)
+        (xq, wq), (yk, wk) = att.operands(q, k, None, dense=False)
+        eps, sq = att.config.feature_eps, q.shape[-1] ** -0.5
+        qp = positive_features(xq, wq, row_term(q, sq), QUERY_DIMS, eps)
+        kp = positive_features(yk, wk, row_term(k, sq), KEY_DIMS, eps)
         return ratio(linear_attention(qp, kp, values_with_ones(v, None)))
 
     fused = l2(l1(q, k, v), k * 0.5, v)
