@@ -17,7 +17,7 @@ contraction against ``[V, 1]``.
   checkpoint resumes exactly. A recompute under gradient checkpointing does not count as a step.
 * features get ``feature_eps`` (default 1e-4, performer-pytorch's) added after stabilisation, as in
   the reference implementation: without it the FAVOR+ estimator's variance makes the output error
-  3.5-8x the output norm for N(0, 1) q, k at Dh = 64, M = 256 (see :mod:`effx_performer.features`);
+  3.4-8.5x the output norm for N(0, 1) q, k at Dh = 64, M = 256 (see :mod:`effx_performer.features`);
   ``feature_eps: 0`` gives the unbiased estimator.
 * everything runs in fp32 (autocast disabled inside); both feature maps are bounded (by
   ``1 + eps``), so fp16/bf16 inputs with large norms give no inf/NaN.
