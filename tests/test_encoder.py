@@ -105,3 +105,44 @@ def test_unsupported_mask_fails_instead_of_being_ignored():
         mha(x, attn_mask=torch.ones(5, 5, dtype=torch.bool))
     with pytest.raises(effx.CapabilityError, match="does not support padding masks"):
         mha(x, key_padding_mask=torch.ones(1, 5, dtype=torch.bool))
+
+
+def test_fast_dropout_statistics_and_scaling():
+    from effx.model.dropout import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400_000)
+    y = dropout(x, 0.1, True)
+    frac = (y == 0).float().mean().item()
+    assert abs(frac - 0.1) < 5 * (0.1 * 0.9 / 400_000) ** 0.5  # within 5 sigma
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert dropout(x, 0.1, False) is x and torch.equal(dropout(x, 1.0, True), torch.zeros_like(x))
+    torch.manual_seed(3); a = dropout(x, 0.3, True)
+    torch.manual_seed(3); b = dropout(x, 0.3, True)
+    assert torch.equal(a, b)
+
+
+def test_gradient_checkpointing_replays_dropout_masks():
+    ids = torch.randint(0, 60, (2, 12), generator=torch.Generator().manual_seed(0))
+    grads = []
+    for gc in (False, True):
+        torch.manual_seed(1)
+        m = effx.build_model(cfg(gradient_checkpointing=gc, dropout=0.3), {"type": "classification", "num_classes": 2})
+        torch.manual_seed(7)
+        m.train()(ids).sum().backward()
+        grads.append(m.encoder.blocks[0].fc1.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 1001)])
+def test_fast_dropout_both_lanes_honour_p(shape):
+    from effx.model.dropout import keep_mask
+
+    torch.manual_seed(0)
+    masks = torch.stack([keep_mask(torch.Size(shape), 0.25, torch.device("cpu")) for _ in range(4000 // shape[-1] + 50)])
+    assert masks.shape[1:] == shape
+    flat = masks.reshape(masks.shape[0], -1).float()
+    even, odd = flat[:, 0::2].mean().item(), flat[:, 1::2].mean().item()  # low and high 16-bit lanes
+    n = flat[:, 0::2].numel()
+    assert abs(even - 0.75) < 5 * (0.1875 / n) ** 0.5 and abs(odd - 0.75) < 5 * (0.1875 / max(1, flat[:, 1::2].numel())) ** 0.5

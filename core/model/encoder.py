@@ -14,6 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from ..components import Attention, PositionalEncoding, PositionMode, RelativeBias
 from ..errors import CapabilityError, SequenceTooLongError
 from ..masks import as_bool
+from .dropout import Dropout
 
 
 class MultiHeadAttention(nn.Module):
@@ -66,7 +67,7 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(d_model, eps=eps), nn.LayerNorm(d_model, eps=eps)
         self.fc1, self.fc2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
         self.act = F.gelu if activation == "gelu" else F.relu
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.pre_norm = norm == "pre"
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +91,7 @@ class Encoder(nn.Module):
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.positional = positional
         self.emb_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             Block(cfg.d_model, cfg.n_heads, cfg.d_ff, att, dropout=cfg.dropout, activation=cfg.activation,
                   norm=cfg.norm, eps=cfg.layer_norm_eps)
