@@ -82,14 +82,6 @@ class RelativeBias:
         self.table = table  # (H, 2N-1)
         self.n = n
 
-    @property
-    def n_heads(self) -> int:
-        return self.table.shape[0]
-
-    def offsets(self) -> torch.Tensor:
-        """Relative distances -(N-1) .. N-1 matching the table's last axis."""
-        return torch.arange(-(self.n - 1), self.n, device=self.table.device)
-
     def dense(self) -> torch.Tensor:
         """Materialise the ``[H, N, N]`` bias (quadratic: exact attention only)."""
         i = torch.arange(self.n, device=self.table.device)

@@ -146,3 +146,8 @@ def test_fast_dropout_both_lanes_honour_p(shape):
     even, odd = flat[:, 0::2].mean().item(), flat[:, 1::2].mean().item()  # low and high 16-bit lanes
     n = flat[:, 0::2].numel()
     assert abs(even - 0.75) < 5 * (0.1875 / n) ** 0.5 and abs(odd - 0.75) < 5 * (0.1875 / max(1, flat[:, 1::2].numel())) ** 0.5
+
+
+def test_d_model_not_divisible_by_heads_is_a_config_error():
+    with pytest.raises(effx.ConfigError, match="model.d_model=30 is not divisible by model.n_heads=4"):
+        effx.build_model(cfg(d_model=30), "mlm")

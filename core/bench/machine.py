@@ -50,18 +50,11 @@ def gpu_name() -> str | None:
 
 
 def git_commit() -> str | None:
-    """The effx checkout's commit (with ``+dirty`` for local changes), when run from a git checkout."""
-    import subprocess
+    """The effx checkout's commit (``-dirty`` for local changes), ``None`` outside a git checkout."""
+    from ..train.sysinfo import git_commit as _commit
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "")
+    commit = _commit()
+    return None if commit == "unknown" else commit
 
 
 def describe(device: str, dtype: str, threads: int) -> dict:

@@ -302,46 +302,20 @@ class ProcessPeak:
     def __init__(self, device) -> None:
         import torch
 
-        self.device = device
+        from ..bench.machine import cpu_model
+        from ..bench.memory import PeakMeter
+
+        self.meter = PeakMeter(device.type)
         self.kind = "CUDA allocated" if device.type == "cuda" else "RSS"
-        self.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-        self.base = 0
+        self.device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                            else f"CPU {cpu_model()} ({os.cpu_count()} logical cores)")
 
     def start(self) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-            return
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")  # reset VmHWM to the current resident set
-        self.base = _status_bytes("VmRSS")
+        self.meter.start()
 
     def peak(self) -> int:
-        import torch
-
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) - self.base
-        return _status_bytes("VmHWM") - self.base
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
-    except OSError:
-        names = []
-    return f"CPU {names[0]} ({len(names)} logical cores)" if names else f"CPU {platform.machine()}"
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
+        """Peak minus the start baseline, in bytes."""
+        return int(round(self.meter.extra() * 2**20))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import EffxError
 from ._io import read_json, write_json
 from .inference import predict_proba
-from .measure import peak_memory, pick_device, reset_peak
+from ..train.distributed import pick_device
+from .measure import peak_memory, reset_peak
 
 SPLITS = ("test", "validation")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}

@@ -22,7 +22,7 @@ import pandas as pd
 from ..errors import EffxError
 from ._io import write_text
 from .inference import predict_proba
-from .measure import pick_device
+from ..train.distributed import pick_device
 
 FORMATS = ("auto", "csv", "jsonl", "text")
 

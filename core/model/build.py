@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 from torch import nn
 
 from ..components import AttentionContext, HeadContext, PositionalContext
 from ..config import ComponentSpec, HeadSpec, ModelConfig, structure
-from ..errors import CapabilityError
+from ..errors import CapabilityError, ConfigError
 from ..plugins import Registry, load_registry
 from .encoder import Encoder
 from .model import EffxModel
@@ -38,6 +37,9 @@ def check_compatible(att_cls: type, pos_cls: type, registry: Registry) -> None:
 
 def build_encoder(cfg: ModelConfig, registry: Registry | None = None, seed: int = 0) -> Encoder:
     registry = registry or load_registry()
+    if cfg.d_model % cfg.n_heads:
+        raise ConfigError(f"model.d_model={cfg.d_model} is not divisible by model.n_heads={cfg.n_heads}; "
+                          f"choose sizes with d_model % n_heads == 0")
     att_cls, att_cfg = resolve_spec(cfg.attention, registry, "model.attention")
     pos_cls, pos_cfg = resolve_spec(cfg.positional, registry, "model.positional")
     check_compatible(att_cls, pos_cls, registry)
@@ -80,14 +82,9 @@ def build_model(cfg: ModelConfig, head: HeadSpec | dict | str = "mlm", registry:
         head = HeadSpec(head.get("type", ""), {k: v for k, v in head.items() if k != "type"})
     encoder = build_encoder(cfg, registry, seed)
     model = EffxModel(encoder, build_head(head, cfg, registry))
-    init_weights(model)
-    model.head.tie_weights(encoder.tok)
+    init_weights(model)  # in place: the decoder tied in EffxModel stays the embedding's Parameter
     for m in model.modules():  # plugins may keep their own parameter init (e.g. learned tables)
         reset = getattr(m, "reset_plugin_parameters", None)
         if callable(reset):
             reset()
     return model
-
-
-def model_config_fields() -> list[str]:
-    return [a.name for a in attrs.fields(ModelConfig)]
