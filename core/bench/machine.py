@@ -51,7 +51,7 @@ def gpu_name() -> str | None:
 
 def git_commit() -> str | None:
     """The effx checkout's commit (``-dirty`` for local changes), ``None`` outside a git checkout."""
-    from ..train.sysinfo import git_commit as _commit
+    from ..sysinfo import git_commit as _commit
 
     commit = _commit()
     return None if commit == "unknown" else commit

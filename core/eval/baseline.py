@@ -151,7 +151,7 @@ def _run_info(cfg: BaselineConfig, pipe) -> dict[str, Any]:
     import sklearn
     import torch
 
-    from ..train.sysinfo import device_info, git_commit, versions
+    from ..sysinfo import device_info, git_commit, versions
 
     clf = pipe[-1]
     return {"seed": cfg.seed, "dtype": "float64", "device": device_info(torch.device("cpu")),

@@ -15,7 +15,7 @@ def peak_memory(device: torch.device) -> tuple[str, float, str]:
     The CPU figure is the peak RSS of the whole process since it started (``getrusage``), so it
     includes loading the model and data; it is reported under ``peak_rss_MiB``, never as GPU memory.
     """
-    from ..train.sysinfo import peak_memory as _peak
+    from ..sysinfo import peak_memory as _peak
 
     mib, kind = _peak(device)
     return ("max_gpu_mem_MiB" if device.type == "cuda" else "peak_rss_MiB"), mib, kind

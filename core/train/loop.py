@@ -23,7 +23,7 @@ from ..data import LengthBucketSampler
 from ..errors import ConfigError, EffxError
 from . import checkpoint as ckpt
 from .optim import build_optimizer, build_scheduler
-from .sysinfo import peak_memory, versions
+from ..sysinfo import peak_memory, versions
 
 
 class TrainingFailed(EffxError):

@@ -31,7 +31,7 @@ from .loop import Interrupted, Trainer, TrainingFailed
 from .paths import require_experiment, resolve_data_path, resolve_root
 from .precision import Precision
 from .runfiles import RunFiles, atomic_write_bytes, atomic_write_text, read_status, write_json
-from .sysinfo import run_info
+from ..sysinfo import run_info
 from .task import make_task
 from .wandb_log import WandbLogger
 from .weights import load_encoder, load_head

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from . import __version__
 
 
 def git_commit() -> str:
     """The commit of the effx source checkout (``unknown`` for an installed wheel / no git)."""
-    src = Path(__file__).resolve().parents[2]
+    src = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10)
