@@ -14,7 +14,9 @@ ROOT=${1:-docs/bench}
 part() {  # part NAME CMD... : run one part under its time limit, log how it ended, never abort
   local name=$1; shift
   local var="${name^^}_TIMEOUT_S" t0=$SECONDS
-  timeout "${!var:-${PART_TIMEOUT_S:-0}}" "$@"; local rc=$?
+  # SIGINT, not SIGTERM: Python then stops its forkserver and worker processes, which would
+  # otherwise outlive the part and keep its output pipe open
+  timeout -s INT -k 20 "${!var:-${PART_TIMEOUT_S:-0}}" "$@"; local rc=$?
   echo "part $name: rc=$rc after $((SECONDS - t0)) s"
 }
 GPU=$(python -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')")

@@ -10,13 +10,15 @@ set -uo pipefail
 SITE=/tmp/site
 mkdir -p "$SITE" /tmp/pybin
 PY=$(command -v python3)
-ln -sf "$PY" /tmp/pybin/python
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$PY" > /tmp/pybin/python && chmod +x /tmp/pybin/python  # a symlink would lose the venv
 export PATH="$SITE/bin:/tmp/pybin:$PATH" PYTHONPATH="$SITE" PYTHONUNBUFFERED=1
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target "$SITE" \
     . ./plugins/attention_sdpa ./plugins/positional ./plugins/attention_reformer ./plugins/attention_performer || exit 1
 rm -rf build  # setuptools' scratch folder from the non-editable install
 effx plugins 2>&1 | head -20
-bash scripts/gpu_bench.sh docs/bench 2>&1 | tee "$OUT/gpu_bench.log"
-tar czf "$OUT/gpu_bench.tgz" docs/bench/gpu-* "$OUT/gpu_bench.log" 2>/dev/null
+# no pipe (`| tee`): a process left behind by a part would hold it open and hang the call
+bash scripts/gpu_bench.sh docs/bench > "$OUT/gpu_bench.log" 2>&1
+tar czf "$OUT/gpu_bench.tgz" docs/bench/gpu-* 2>/dev/null
+tail -n 60 "$OUT/gpu_bench.log"
 ls -la "$OUT"

@@ -139,3 +139,23 @@ def test_qk_std_scales_queries_and_keys_only():
     work = LayerWorkload(spec, torch.nn.functional.scaled_dot_product_attention, torch.nn.Identity())
     assert float(work.q.std()) == pytest.approx(0.5, rel=0.05) and float(work.k.std()) == pytest.approx(0.5, rel=0.05)
     assert float(work.v.std()) == pytest.approx(1.0, rel=0.05)
+
+
+def test_interrupted_run_keeps_the_rows_measured_so_far(monkeypatch):
+    """Ctrl-C / `timeout -s INT` mid-run returns the finished rows so the bench still writes them."""
+    base = {"suite": "layer", "source": "effx", "batch": 1, "dtype": "fp32", "device": "cpu", "reps": 1,
+            "warmup": 0, "time_cap_s": 1.0}
+    specs = [{**base, "label": f"t{i}", "n": 128} for i in range(3)]
+    calls = []
+
+    def fake_isolated(ctx, spec, cap, timeout):
+        calls.append(spec["label"])
+        if spec["label"] == "t1":
+            raise KeyboardInterrupt
+        return {"status": "failed", "reason": "fake"}
+
+    monkeypatch.setattr(runner, "run_isolated", fake_isolated)
+    lines = []
+    rows = runner.run_rows(None, specs, 1.0, 1.0, lines.append)
+    assert [r["label"] for r in rows] == ["t0"] and calls == ["t0", "t1"]
+    assert lines[-1] == "interrupted: writing the 1 configurations measured so far"

@@ -110,19 +110,26 @@ def hard_timeout(spec: dict) -> float:
 
 def run_rows(ctx, specs: Iterable[dict], mem_cap_gib: float, time_cap_s: float,
              echo: Callable[[str], None] = lambda s: None) -> list[dict]:
-    """Run specs in order (ascending N within a label), predicting skips from the smaller N."""
+    """Run specs in order (ascending N within a label), predicting skips from the smaller N.
+
+    Ctrl-C (or ``timeout -s INT``) stops the run and returns the rows measured so far, so the
+    caller still writes them.
+    """
     rows: list[dict] = []
-    for spec in specs:
-        key = (spec["suite"], spec["label"])
-        history = [r for r in rows if (r["suite"], r["label"]) == key]
-        reason = predicted_skip(history, spec["n"], spec["batch"], mem_cap_gib, time_cap_s)
-        if reason is not None:
-            result = {"status": "skipped", "reason": reason}
-        else:
-            result = run_isolated(ctx, spec, mem_cap_gib, hard_timeout(spec))
-        row = {**row_keys(spec), **result}
-        rows.append(row)
-        echo(format_progress(row))
+    try:
+        for spec in specs:
+            key = (spec["suite"], spec["label"])
+            history = [r for r in rows if (r["suite"], r["label"]) == key]
+            reason = predicted_skip(history, spec["n"], spec["batch"], mem_cap_gib, time_cap_s)
+            if reason is not None:
+                result = {"status": "skipped", "reason": reason}
+            else:
+                result = run_isolated(ctx, spec, mem_cap_gib, hard_timeout(spec))
+            row = {**row_keys(spec), **result}
+            rows.append(row)
+            echo(format_progress(row))
+    except KeyboardInterrupt:
+        echo(f"interrupted: writing the {len(rows)} configurations measured so far")
     return rows
 
 

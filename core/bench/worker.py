@@ -108,6 +108,8 @@ def child_main(spec: dict, conn) -> None:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         status = "skipped" if is_oom(exc) else "failed"
         result = {"status": status, "reason": f"{'out of memory' if status == 'skipped' else type(exc).__name__}: {first}"}
+    except KeyboardInterrupt:  # the whole bench was interrupted (Ctrl-C, `timeout -s INT`): leave quietly
+        raise SystemExit(130) from None
     result["threads"] = torch.get_num_threads()
     conn.send(("result", result))
     conn.close()
