@@ -25,6 +25,8 @@ def _command_line() -> str:
 @click.option("--heads", default=4, show_default=True)
 @click.option("--head-dim", default=64, show_default=True, help="Head size of the layer suite.")
 @click.option("--reps", default=None, type=int, help="Timed repetitions per configuration (default 3; --quick 1).")
+@click.option("--min-time-s", default=None, type=float,
+              help="Repeat a short configuration until its timed runs add up to this (default 1.0; --quick 0).")
 @click.option("--step-tokens", default=16384, show_default=True,
               help="Tokens per training step in the step suite: batch = step_tokens // N (32 at N=512).")
 @click.option("--mem-cap-gib", default=6.0, show_default=True, help="Skip or kill a configuration past this extra peak.")
@@ -37,7 +39,7 @@ def _command_line() -> str:
 @click.option("--qk-std", default=1.0, show_default=True,
               help="Std of the layer inputs q, k ~ N(0, s^2) (v ~ N(0, 1)); sets how peaked attention is.")
 @click.option("--quick", is_flag=True, help="CI smoke run: N=128,256, one rep, small model.")
-def bench_cmd(seq_lens, types, mode, dtype, device, batch, heads, head_dim, reps, step_tokens, mem_cap_gib,
+def bench_cmd(seq_lens, types, mode, dtype, device, batch, heads, head_dim, reps, min_time_s, step_tokens, mem_cap_gib,
               time_cap_s, threads, peers, out, qk_std, quick) -> None:
     """Time, tokens/s, peak memory and fidelity of every attention type against N."""
     from effx.bench import BenchSettings, run_bench
@@ -49,7 +51,9 @@ def bench_cmd(seq_lens, types, mode, dtype, device, batch, heads, head_dim, reps
     settings = BenchSettings(
         seq_lens=lens, types=tuple(t.strip() for t in types.split(",") if t.strip()) if types else None,
         mode=mode, dtype=dtype, device=dev, batch=batch, heads=heads, head_dim=head_dim,
-        reps=reps if reps is not None else (1 if quick else 3), mem_cap_gib=mem_cap_gib, time_cap_s=time_cap_s,
+        reps=reps if reps is not None else (1 if quick else 3),
+        min_time_s=min_time_s if min_time_s is not None else (0.0 if quick else 1.0),
+        mem_cap_gib=mem_cap_gib, time_cap_s=time_cap_s,
         peers=peers, threads=threads, warmup=0 if quick else 1, qk_std=qk_std, **{"step_tokens": step_tokens, **small},
     )
     paths = run_bench(settings, Path(out), command=_command_line(), quick=quick, echo=click.echo)

@@ -66,6 +66,7 @@ class ModelConfig:
     d_ff: int = 1024
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
     activation: Literal["gelu", "relu"] = "gelu"
     norm: Literal["pre", "post"] = "pre"
     layer_norm_eps: float = 1e-5

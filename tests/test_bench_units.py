@@ -159,3 +159,20 @@ def test_interrupted_run_keeps_the_rows_measured_so_far(monkeypatch):
     rows = runner.run_rows(None, specs, 1.0, 1.0, lines.append)
     assert [r["label"] for r in rows] == ["t0"] and calls == ["t0", "t1"]
     assert lines[-1] == "interrupted: writing the 1 configurations measured so far"
+
+
+def test_short_runs_repeat_until_min_time():
+    """reps is a floor: a short run repeats until the timed runs add up to min_time_s (capped)."""
+    import time as _time
+
+    from effx.bench import worker
+
+    meter = memory.PeakMeter("cpu")
+    meter.start()
+    spec = {"device": "cpu", "reps": 3, "warmup": 1, "time_cap_s": 5.0, "min_time_s": 0.0}
+    res, _ = worker.phase(lambda: _time.sleep(0.002), spec, meter)
+    assert res["runs"] == 3 and 1.5 < res["ms"] < 50
+    res, _ = worker.phase(lambda: _time.sleep(0.002), {**spec, "min_time_s": 0.06}, meter)
+    assert 15 <= res["runs"] <= 31  # ~0.06 s / >= 2 ms per run
+    res, _ = worker.phase(lambda: None, {**spec, "min_time_s": 10.0}, meter)
+    assert res["runs"] == worker.MAX_RUNS

@@ -136,18 +136,41 @@ def test_gradient_checkpointing_replays_dropout_masks():
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 1001)])
-def test_fast_dropout_both_lanes_honour_p(shape):
+def test_fast_dropout_all_four_lanes_honour_p(shape):
     from effx.model.dropout import keep_mask
 
     torch.manual_seed(0)
-    masks = torch.stack([keep_mask(torch.Size(shape), 0.25, torch.device("cpu")) for _ in range(4000 // shape[-1] + 50)])
+    masks = torch.stack([keep_mask(torch.Size(shape), 0.25, torch.device("cpu")) for _ in range(8000 // shape[-1] + 80)])
     assert masks.shape[1:] == shape
     flat = masks.reshape(masks.shape[0], -1).float()
-    even, odd = flat[:, 0::2].mean().item(), flat[:, 1::2].mean().item()  # low and high 16-bit lanes
-    n = flat[:, 0::2].numel()
-    assert abs(even - 0.75) < 5 * (0.1875 / n) ** 0.5 and abs(odd - 0.75) < 5 * (0.1875 / max(1, flat[:, 1::2].numel())) ** 0.5
+    for lane in range(4):  # lanes 0-2: full int16 range, lane 3: the top 15 bits of the int64 draw
+        kept = flat[:, lane::4]
+        if kept.numel():
+            assert abs(kept.mean().item() - 0.75) < 5 * (0.1875 / kept.numel()) ** 0.5, lane
 
 
 def test_d_model_not_divisible_by_heads_is_a_config_error():
     with pytest.raises(effx.ConfigError, match="model.d_model=30 is not divisible by model.n_heads=4"):
         effx.build_model(cfg(d_model=30), "mlm")
+
+
+@pytest.mark.parametrize("field,value", [("dropout", 1.5), ("attention_dropout", -0.1), ("activation_dropout", 1.0)])
+def test_dropout_out_of_range_is_a_config_error(field, value):
+    with pytest.raises(effx.ConfigError, match=rf"model.{field}={value} is not a dropout probability; use a value in \[0, 1\)"):
+        effx.build_model(cfg(**{field: value}), "mlm")
+
+
+def test_activation_dropout_drops_only_the_mlp_activation():
+    """activation_dropout (default 0, as BERT/RoBERTa) masks the d_ff-wide activation; dropout does not."""
+    torch.manual_seed(0)
+    block = effx.build_model(cfg(dropout=0.0, activation_dropout=0.5), "mlm").encoder.blocks[0].train()
+    seen = []
+    block.fc2.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    block.mlp(torch.randn(2, 6, block.fc1.in_features))
+    zeros = (seen[0] == 0).float().mean().item()  # GELU is never exactly 0 on random input
+    assert 0.3 < zeros < 0.7
+    off = effx.build_model(cfg(dropout=0.3), "mlm").encoder.blocks[0].train()
+    seen.clear()
+    off.fc2.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    off.mlp(torch.randn(2, 6, off.fc1.in_features))
+    assert not (seen[0] == 0).any()

@@ -57,6 +57,7 @@ def available_peers() -> list[str]:
 def base_spec(s: BenchSettings) -> dict:
     return {
         "dtype": s.dtype, "device": s.device, "heads": s.heads, "head_dim": s.head_dim, "reps": s.reps,
+        "min_time_s": s.min_time_s,
         "warmup": s.warmup, "time_cap_s": s.time_cap_s, "mem_cap_gib": s.mem_cap_gib, "threads": s.threads,
         "fidelity_rows": s.fidelity_rows, "qk_std": s.qk_std, "d_model": s.d_model, "n_layers": s.n_layers, "d_ff": s.d_ff,
     }

@@ -15,7 +15,7 @@ import pandas as pd
 
 COLUMNS = [
     "suite", "label", "type", "source", "exact", "seq_len", "batch", "micro_batches", "checkpointing", "dtype",
-    "device", "threads", "reps", "fwd_ms", "fwdbwd_ms", "fwd_tokens_per_s", "fwdbwd_tokens_per_s",
+    "device", "threads", "reps", "timed_runs", "fwd_ms", "fwdbwd_ms", "fwd_tokens_per_s", "fwdbwd_tokens_per_s",
     "fwd_peak_mib", "fwdbwd_peak_mib", "baseline_mib", "rel_err", "fidelity_ref", "status", "reason",
 ]
 

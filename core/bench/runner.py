@@ -105,7 +105,7 @@ def predicted_skip(history: list[dict], n: int, batch: int, mem_cap_gib: float, 
 
 def hard_timeout(spec: dict) -> float:
     runs = 2 * (spec["warmup"] + spec["reps"]) + 2
-    return 120.0 + runs * spec["time_cap_s"]
+    return 120.0 + runs * spec["time_cap_s"] + 2 * spec.get("min_time_s", 0.0)
 
 
 def run_rows(ctx, specs: Iterable[dict], mem_cap_gib: float, time_cap_s: float,

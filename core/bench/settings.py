@@ -1,9 +1,9 @@
 """What one ``effx bench`` run measures: sizes, caps, dtype and device, validated at the edge.
 
-fp16 on CPU is refused (issue 6): CPUs without AMX-FP16 have no fast fp16 GEMM, and the project's
-machine was reported ~400x slower in fp16 than fp32. With torch 2.13 the bench's own roofline check
-measures fp16 at 512^3 at ~22 GFLOP/s there - slower than fp32 and ~45x slower than bf16, which
-has AMX kernels - so bf16 is the CPU low-precision dtype either way.
+fp16 on CPU is refused (issue 6): the project's machine was reported ~400x slower in fp16 than
+fp32. With torch 2.13 the bench's own roofline check (``machine.json``) measured fp16 at 512^3 at
+0.8-1.0x fp32 there, while bf16 ran 1.7-3.2x fp32 (docs/BENCHMARKS.md) - so bf16 is the CPU
+low-precision dtype either way.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class BenchSettings:
     head_dim: int = 64
     reps: int = 3
     warmup: int = 1
+    min_time_s: float = 1.0  # short configurations repeat until their timed runs add up to this
     mem_cap_gib: float = 6.0
     time_cap_s: float = 20.0
     peers: bool = True
@@ -83,6 +84,8 @@ def validate(s: BenchSettings) -> BenchSettings:
     for name in ("batch", "heads", "head_dim", "reps", "step_tokens", "d_model", "n_layers"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
+    if s.min_time_s < 0:
+        raise ConfigError(f"--min-time-s must be >= 0, got {s.min_time_s}")
     if s.mem_cap_gib <= 0 or s.time_cap_s <= 0:
         raise ConfigError("--mem-cap-gib and --time-cap-s must be positive")
     if s.d_model % s.heads:

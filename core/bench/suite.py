@@ -16,7 +16,7 @@ def measure_roofline(ctx, s: BenchSettings, quick: bool) -> dict:
     return run_isolated(ctx, spec, mem_cap_gib=max(s.mem_cap_gib, 1.0), hard_timeout_s=300)
 
 
-SHOWN = ("mode", "dtype", "batch", "heads", "head_dim", "reps", "warmup", "mem_cap_gib", "time_cap_s", "threads",
+SHOWN = ("mode", "dtype", "batch", "heads", "head_dim", "reps", "min_time_s", "warmup", "mem_cap_gib", "time_cap_s", "threads",
          "step_tokens", "d_model", "n_layers", "d_ff", "qk_std", "fidelity_rows")
 
 

@@ -40,6 +40,9 @@ def build_encoder(cfg: ModelConfig, registry: Registry | None = None, seed: int 
     if cfg.d_model % cfg.n_heads:
         raise ConfigError(f"model.d_model={cfg.d_model} is not divisible by model.n_heads={cfg.n_heads}; "
                           f"choose sizes with d_model % n_heads == 0")
+    for field in ("dropout", "attention_dropout", "activation_dropout"):
+        if not 0.0 <= getattr(cfg, field) < 1.0:
+            raise ConfigError(f"model.{field}={getattr(cfg, field)} is not a dropout probability; use a value in [0, 1)")
     att_cls, att_cfg = resolve_spec(cfg.attention, registry, "model.attention")
     pos_cls, pos_cfg = resolve_spec(cfg.positional, registry, "model.positional")
     check_compatible(att_cls, pos_cls, registry)

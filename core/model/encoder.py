@@ -58,20 +58,27 @@ class MultiHeadAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Attention + MLP with residuals, LayerNorm (pre-LN default, post-LN option) and dropout."""
+    """Attention + MLP with residuals, LayerNorm (pre-LN default, post-LN option) and dropout.
+
+    ``dropout`` acts on each sub-layer's output before the residual add (BERT's hidden dropout);
+    ``activation_dropout`` on the ``d_ff``-wide MLP activation, which BERT and RoBERTa leave
+    undropped (fairseq's ``activation_dropout`` = 0) - hence its default 0, which also skips the
+    largest mask of the step (4x the hidden size).
+    """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, attention: Attention, *, dropout: float = 0.1,
-                 activation: str = "gelu", norm: str = "pre", eps: float = 1e-5) -> None:
+                 activation: str = "gelu", norm: str = "pre", eps: float = 1e-5,
+                 activation_dropout: float = 0.0) -> None:
         super().__init__()
         self.attn = MultiHeadAttention(d_model, n_heads, attention)
         self.ln1, self.ln2 = nn.LayerNorm(d_model, eps=eps), nn.LayerNorm(d_model, eps=eps)
         self.fc1, self.fc2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
         self.act = F.gelu if activation == "gelu" else F.relu
-        self.drop = Dropout(dropout)
+        self.drop, self.act_drop = Dropout(dropout), Dropout(activation_dropout)
         self.pre_norm = norm == "pre"
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.drop(self.act(self.fc1(x))))
+        return self.fc2(self.act_drop(self.act(self.fc1(x))))  # (B, N, D) -> (B, N, d_ff) -> (B, N, D)
 
     def forward(self, x, key_padding_mask=None, attn_mask=None, rel_bias=None, rotary=None) -> torch.Tensor:
         if self.pre_norm:
@@ -94,7 +101,7 @@ class Encoder(nn.Module):
         self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             Block(cfg.d_model, cfg.n_heads, cfg.d_ff, att, dropout=cfg.dropout, activation=cfg.activation,
-                  norm=cfg.norm, eps=cfg.layer_norm_eps)
+                  norm=cfg.norm, eps=cfg.layer_norm_eps, activation_dropout=cfg.activation_dropout)
             for att in attentions
         )
         self.final_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
