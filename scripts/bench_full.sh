@@ -21,7 +21,7 @@ part layer && effx bench --mode layer --seq-lens 512,1024,2048,4096,8192,16384 -
     --mem-cap-gib 6 --time-cap-s 30 --peers --out "$OUT/cpu-layer"
 
 # (b) one encoder training step: 4 layers, d_model 256, 16384 tokens per step (batch 32 at N=512)
-part step && effx bench --mode step --seq-lens 512 --threads "$THREADS" --reps 2 --mem-cap-gib 6 --time-cap-s 60 \
+part step && effx bench --mode step --seq-lens 512 --threads "$THREADS" --reps 5 --mem-cap-gib 6 --time-cap-s 60 \
     --no-peers --out "$OUT/cpu-step"
 
 # (c) long-sequence training: checkpointing / accumulation at N=2048 B=4, one step at 4k/8k/16k in 4 GiB,

@@ -39,7 +39,9 @@ class MultiHeadAttention(nn.Module):
         b, n, d = x.shape
         self._check_masks(key_padding_mask, attn_mask)
         qkv = self.qkv(x).view(b, n, 3, self.n_heads, self.head_dim)  # (B, N, 3, H, Dh)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, Dh)
+        # unbind the 3 axis in place and swap N/H per tensor (views): backward then stacks the three
+        # gradients straight into the (B, N, 3, H, Dh) layout of the projection (one copy, not two)
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, H, N, Dh)
         if rotary is not None:
             q, k = rotary.rotate(q), rotary.rotate(k)
         o = self.attention(q, k, v, key_padding_mask=key_padding_mask, attn_mask=attn_mask, rel_bias=rel_bias)
