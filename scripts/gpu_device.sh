@@ -5,6 +5,14 @@
 # log into $OUT/gpu_bench.tgz (the device tool brings back at most 8 files).
 #
 #   OUT=/some/dir PART_TIMEOUT_S=200 scripts/gpu_device.sh
+#
+# .whl/ (git-ignored) is filled on a machine with pip access, for the device's Python 3.12:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 -d .whl cattrs==26.2.1 performer-pytorch==1.1.4 \
+#     reformer-pytorch==1.4.4 local-attention==1.11.2 axial-positional-embedding==0.3.12 \
+#     product-key-memory==0.3.0 colt5-attention==0.11.2 hyper-connections==0.4.11 torch-einops-utils==0.2.0
+# (the device image already has torch, pluggy, attrs, click, pyyaml, numpy, pandas, matplotlib,
+# scikit-learn, tokenizers and einops; the bench needs neither wandb nor datasets).
 set -uo pipefail
 : "${OUT:?set OUT to the folder that comes back}"
 SITE=/tmp/site
