@@ -118,5 +118,8 @@ def child_main(spec: dict, conn) -> None:
     except KeyboardInterrupt:  # the whole bench was interrupted (Ctrl-C, `timeout -s INT`): leave quietly
         raise SystemExit(130) from None
     result["threads"] = torch.get_num_threads()
-    conn.send(("result", result))
-    conn.close()
+    try:
+        conn.send(("result", result))
+        conn.close()
+    except (BrokenPipeError, ConnectionResetError):  # the parent stopped (interrupted) before reading it
+        raise SystemExit(130) from None
