@@ -125,6 +125,8 @@ def test_settings_refuse_fp16_cpu_and_bad_sizes():
         validate(BenchSettings(dtype="fp16", device="cpu"))
     with pytest.raises(ConfigError, match="--reps must be positive"):
         validate(BenchSettings(reps=0))
+    with pytest.raises(ConfigError, match=r"--min-time-s must be >= 0, got -1.0"):
+        validate(BenchSettings(min_time_s=-1.0))
     assert validate(BenchSettings(dtype="bf16")).dtype == "bf16"
 
 
