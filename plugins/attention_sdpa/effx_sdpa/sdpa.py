@@ -37,15 +37,19 @@ def _mask_and_dead(kpm, attn_mask, b, h, n):
 
 
 def explicit_attention(q, k, v, mask, bias, dropout_p: float, training: bool) -> torch.Tensor:
-    """``q, k, v [B, H, N, Dh]`` -> ``[B, H, N, Dh]``; mask bool (True = attend), bias additive."""
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, N, N)
+    """``q, k, v [B, H, N, Dh]`` -> ``[B, H, N, Dh]``; mask bool (True = attend), bias additive.
+
+    Written like the eager attention of BERT implementations, with the passes over the ``N x N``
+    scores kept few: the ``1/sqrt(Dh)`` scale goes on ``q`` (N*Dh, not N^2, multiplies), bias and
+    mask are applied in place on the fresh score matrix (matmul's backward needs only its inputs),
+    and ``torch.softmax`` (max-subtracted, one kernel, saves only its output) normalises it.
+    """
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, H, N, N)
     if bias is not None:
-        scores = scores + bias
+        scores.add_(bias)  # (H|B, H, N, N) broadcast
     if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    scores = scores - scores.amax(dim=-1, keepdim=True)  # stable softmax
-    probs = scores.exp()
-    probs = probs / probs.sum(dim=-1, keepdim=True)  # (B, H, N, N)
+        scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, dim=-1)  # (B, H, N, N)
     if dropout_p > 0 and training:
         probs = F.dropout(probs, dropout_p)
     return probs @ v  # (B, H, N, Dh)
