@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from effx.bench import targets
+from effx.bench.report import md_table as table
 from effx.bench.roofline import encoder_step_flops
+from effx.bench.settings import BenchSettings
 
 ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/bench")
 ORDER = ["performer_favor", "performer_favor_pp", "reformer_lsh", "reformer_balanced", "sdpa[fused]",
          "sdpa[explicit]", "performer-pytorch", "reformer-pytorch"]
-PEERS = {"performer_favor": "performer-pytorch", "performer_favor_pp": "performer-pytorch",
-         "reformer_lsh": "reformer-pytorch", "reformer_balanced": "reformer-pytorch"}
-RULES = {"performer": (0.20, 0.30), "reformer": (0.15, 0.25)}  # time cut or memory cut at N=512 (SPEC WNF-1)
 
 
 def fmt(x) -> str:
@@ -31,12 +31,6 @@ def fmt(x) -> str:
     if abs(x) >= 100:
         return f"{x:,.0f}"
     return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def load(folder: str, name: str = "results.csv") -> pd.DataFrame:
@@ -70,65 +64,56 @@ def layer_section(folder: str) -> str:
     parts = [f"### {folder}: forward + backward ms\n\n" + grid(t), f"### {folder}: forward ms\n\n" + grid(f),
              f"### {folder}: fwd+bwd extra peak MiB\n\n" + grid(m),
              f"### {folder}: relative error\n\n" + grid(e, lambda v: "skipped" if math.isnan(v) else f"{v:.3g}")]
-    pairs = [(a, b) for a, b in PEERS.items() if a in t.index and b in t.index]
-    peer_rows = [[f"{a} vs {b}"] + [f"{t.loc[b, n] / t.loc[a, n]:.2f}x / {m.loc[a, n] / m.loc[b, n]:.2f}"
-                                    for n in t.columns] for a, b in pairs]
+    peer = {(r["label"], r["seq_len"]): r for r in targets.peer_rows(df)}
+    pairs = sorted(dict.fromkeys((lab, r["peer"]) for (lab, _), r in peer.items()), key=lambda p: ORDER.index(p[0]))
+    peer_rows = [[f"{a} vs {b}"] + [f"{peer[a, n]['speedup']:.2f}x / {peer[a, n]['mem_ratio']:.2f}" if (a, n) in peer
+                                    else "—" for n in t.columns] for a, b in pairs]
     parts.append(f"### {folder}: peer speed-up (peer ms / effx ms) / memory ratio (effx / peer)\n\n"
                  + table(["pair"] + [f"N={n}" for n in t.columns], peer_rows))
     others = [lab for lab in t.index if lab != "sdpa[fused]"]
     parts.append(f"### {folder}: fused sdpa ms / type ms (> 1 = faster than fused sdpa)\n\n"
                  + table(["attention"] + [f"N={n}" for n in t.columns],
                          ratio_grid(t, t, [(lab, "sdpa[fused]") for lab in others])))
-    parts.append(f"### {folder}: memory slope (log-log) from 2048 to 16384\n\n" + slopes(m))
+    parts.append(f"### {folder}: memory slope (log-log) from 2048 to 16384\n\n" + slopes(df, m))
     runs = pivot(df, "timed_runs") if "timed_runs" in df else None
     if runs is not None:
         parts.append(f"### {folder}: timed fwd+bwd runs per cell\n\n" + grid(runs, lambda v: "—" if math.isnan(v) else f"{v:.0f}"))
     return "\n\n".join(parts)
 
 
-def slopes(m: pd.DataFrame) -> str:
+def slopes(df: pd.DataFrame, m: pd.DataFrame) -> str:
+    """Endpoint slope 2048 -> 16384 beside the least-squares one the targets use."""
     rows = []
     for lab in m.index:
-        s = m.loc[lab, [n for n in m.columns if 2048 <= n <= 16384]].dropna()
-        if len(s) >= 2 and s.index.max() == 16384:
-            x, y = [math.log(n) for n in s.index], [math.log(v) for v in s.values]
-            mx, my = sum(x) / len(x), sum(y) / len(y)
-            ls = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
-            end = (y[-1] - y[0]) / (x[-1] - x[0])
-            rows.append([lab, f"{end:.2f}", f"{ls:.2f}"])
+        if 2048 in m.columns and 16384 in m.columns and not m.loc[lab, [2048, 16384]].isna().any():
+            end = math.log(m.loc[lab, 16384] / m.loc[lab, 2048]) / math.log(16384 / 2048)
+            rows.append([lab, f"{end:.2f}", f"{targets.memory_slope(df, lab):.2f}"])
     return table(["attention", "endpoints 2048 -> 16384", "least squares 2k-16k"], rows)
 
 
 def step_section() -> str:
     df = load("cpu-step")
     ok = df[(df["status"] == "ok") & (df["seq_len"] == 512)].set_index("label")
-    roof = machine("cpu-step")["roofline"]["fp32_gflops"]
-    b, n = int(ok["batch"].iloc[0]), 512
-    flops = encoder_step_flops(b, n, 256, 4, 1024, exact_attention=True) / 1e9
+    meta = machine("cpu-step")
+    roof = meta["roofline"]["fp32_gflops"]
+    settings = BenchSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["settings"].items()})
+    b = int(ok["batch"].iloc[0])
+    flops = encoder_step_flops(b, 512, settings.d_model, settings.n_layers, settings.d_ff, exact_attention=True) / 1e9
     rows = [[lab, fmt(r.fwd_ms), fmt(r.fwdbwd_ms), fmt(r.fwdbwd_tokens_per_s), fmt(r.fwdbwd_peak_mib), f"{r.timed_runs:.0f}"]
             for lab, r in ok.reindex([x for x in ORDER if x in ok.index]).iterrows()]
     out = ["### cpu-step: N=512, batch %d\n\n" % b + table(
         ["attention", "forward ms", "training step ms", "tokens/s", "step extra peak MiB", "timed runs"], rows)]
-    roof_rows = []
-    for lab in ("sdpa[fused]", "sdpa[explicit]"):
-        if lab in ok.index:
-            g = flops / (ok.loc[lab, "fwdbwd_ms"] / 1000)
-            roof_rows.append([lab, f"{g:.1f} GFLOP/s", f"{100 * g / roof:.1f} %", f"{100 * g / 165:.1f} %"])
+    roof_rows = [[r["label"], f"{r['achieved_gflops']:.1f} GFLOP/s", f"{100 * r['fraction']:.1f} %",
+                  f"{100 * r['achieved_gflops'] / 165:.1f} %"]
+                 for r in targets.roofline_rows(df, {**meta["roofline"], "status": "ok"}, settings)]
     out.append(f"### roofline: {flops:.1f} GFLOP per step; measured fp32 roofline {roof:.1f} GFLOP/s\n\n"
                + table(["attention", "achieved", "of measured roofline", "of the issue's 165"], roof_rows))
-    rule_rows = []
-    for lab in ("performer_favor", "performer_favor_pp", "reformer_lsh", "reformer_balanced"):
-        if lab not in ok.index:
-            continue
-        cut_t, cut_m = RULES["performer" if lab.startswith("performer") else "reformer"]
-        cells = [lab]
-        for ref in ("sdpa[fused]", "sdpa[explicit]"):
-            dt = ok.loc[lab, "fwdbwd_ms"] / ok.loc[ref, "fwdbwd_ms"] - 1
-            dm = ok.loc[lab, "fwdbwd_peak_mib"] / ok.loc[ref, "fwdbwd_peak_mib"] - 1
-            holds = dt <= -cut_t or dm <= -cut_m
-            cells.append(f"time {100 * dt:+.0f} %, memory {100 * dm:+.0f} %: **{'holds' if holds else 'no'}**")
-        rule_rows.append(cells)
-    out.append("### cost rules at N=512\n\n" + table(["rule", "vs sdpa[fused]", "vs sdpa[explicit]"], rule_rows))
+    rules: dict[str, list[str]] = {}
+    for r in targets.cost_rules(df):
+        rules.setdefault(r["label"], [r["label"]]).append(
+            f"time {-100 * r['time_cut']:+.0f} %, memory {-100 * r['mem_cut']:+.0f} %: **{'holds' if r['holds'] else 'no'}**")
+    out.append("### cost rules at N=512\n\n" + table(["rule", "vs sdpa[fused]", "vs sdpa[explicit]"],
+                                                      [rules[lab] for lab in ORDER if lab in rules]))
     return "\n\n".join(out)
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from ..atomic import atomic_open, write_bytes
 
 COLUMNS = [
     "suite", "label", "type", "source", "exact", "seq_len", "batch", "micro_batches", "checkpointing", "dtype",
@@ -21,11 +21,8 @@ COLUMNS = [
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    """Result files are written whole or not at all (:mod:`effx.atomic`)."""
+    write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
@@ -68,10 +65,9 @@ def plot(df: pd.DataFrame, suite: str, what: str, path: Path, title: str) -> boo
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return True
 
 

@@ -2,7 +2,7 @@
 
 fp16 on CPU is refused (issue 6): the project's machine was reported ~400x slower in fp16 than
 fp32. With torch 2.13 the bench's own roofline check (``machine.json``) measured fp16 at 512^3 at
-0.8-1.0x fp32 there, while bf16 ran 1.7-3.2x fp32 (docs/BENCHMARKS.md) - so bf16 is the CPU
+0.85-0.93x fp32 there, while bf16 ran 1.6-4.2x fp32 (docs/BENCHMARKS.md) - so bf16 is the CPU
 low-precision dtype either way.
 """
 from __future__ import annotations
@@ -73,8 +73,8 @@ def check_dtype(dtype: str, device: str) -> None:
     """fp16 on CPU is refused with the reason; bf16 is the CPU low-precision dtype."""
     if dtype == "fp16" and device == "cpu":
         raise ConfigError(
-            "--dtype fp16 on CPU is refused: CPU fp16 matmuls are no faster than fp32 (0.8-1.0x measured here; "
-            "~400x slower reported on other builds) while bf16 uses AMX/AVX-512 kernels (1.7-3.2x fp32 here); "
+            "--dtype fp16 on CPU is refused: CPU fp16 matmuls are no faster than fp32 (0.85-0.93x in docs/BENCHMARKS.md; "
+            "~400x slower reported on other builds) while bf16 uses AMX/AVX-512 kernels (1.6-4.2x fp32 there); "
             "use --dtype bf16 or fp32 on CPU (machine.json records your machine's rates)"
         )
 
