@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -295,7 +296,10 @@ def test_wandb_offline_keeps_run_id_across_resume_and_logs_artifacts(env, monkey
     run_pretrain("w", root=root, resume=True)
     assert (exp / "wandb_run_id.txt").read_text().strip() == run_id
     runs = sorted((exp / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
+    # wandb names a run's folder offline-run-<time>-<id>, adding -1, -2 … when two
+    # starts fall in the same second.
+    ids = [re.fullmatch(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)(?:-\d+)?", r.name) for r in runs]
+    assert len(runs) == 2 and all(m is not None and m.group(1) == run_id for m in ids)
     logged = b"".join(p.read_bytes() for r in runs for p in r.glob("*.wandb"))
     assert b"pretrain-w-best" in logged and b"train/loss" in logged
 
