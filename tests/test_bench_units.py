@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+import effx
 from effx.bench import memory, runner, targets
 from effx.bench.report import frame
 from effx.bench.roofline import encoder_step_flops
@@ -180,3 +181,22 @@ def test_short_runs_repeat_until_min_time(monkeypatch):
     assert res["runs"] == 16 and res["ms"] == 1000 / 256
     res, _ = worker.phase(lambda: None, {**spec, "min_time_s": 10.0}, meter)
     assert res["runs"] == worker.MAX_RUNS
+
+
+def test_flash_row_forces_the_flash_kernel_and_stays_exact():
+    """The ``sdpa[flash]`` row (listed on CUDA only) runs fused sdpa with every other kernel
+    disabled; PyTorch's CPU flash kernel lets the same code path run here."""
+    from effx.bench.plan import variants
+    from effx.bench.workloads import effx_layer, sdpa_backend
+
+    registry = effx.load_registry()
+    assert ("sdpa[flash]", "sdpa", {"impl": "fused"}, True) in variants(registry, ("sdpa",), "cuda")
+    assert all(not flash for *_, flash in variants(registry, ("sdpa",), "cpu"))
+    with sdpa_backend({"flash": True}):
+        assert torch.backends.cuda.flash_sdp_enabled() and not torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.math_sdp_enabled()  # restored on exit
+    spec = {"device": "cpu", "dtype": "fp32", "batch": 2, "heads": 2, "n": 96, "head_dim": 16,
+            "fidelity_rows": 24, "type": "sdpa", "config": {"impl": "fused"}, "flash": True}
+    work = effx_layer(spec)
+    assert work.fidelity(work.forward())[0] < 1e-5
+    work.train_step()  # backward under flash-only: no "No available kernel" error
