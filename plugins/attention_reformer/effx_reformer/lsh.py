@@ -14,6 +14,11 @@ the tokens by ``(bucket, position)`` and attends in chunks (see :mod:`effx_refor
   so it is deterministic.
 * Any length: the sequence is padded internally to a multiple of the chunk and the padding stripped.
 
+``torch.compile``: the attention runs eagerly inside a compiled model (``torch.compiler.disable``
+on ``forward``; the rest of the model compiles). Its generator draws, reused work buffers and
+in-place index bookkeeping are not traceable (Dynamo fails on the frozen attrs records, Inductor
+on the in-place strided writes), and the hand-written backward is already one fused pass.
+
 Cost per layer: ``O(N log N)`` for the sort, ``O(N * n_hashes * 3 * bucket_size)`` time and memory
 for the attention; no ``N x N`` tensor.
 """
@@ -108,6 +113,7 @@ class ReformerLSH(effx.Attention):
                 return self._last
         return self.rotations
 
+    @torch.compiler.disable  # see the module docstring: runs eagerly inside a compiled model
     def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
         dtype = q.dtype
         if dtype in (torch.float16, torch.bfloat16):  # hashing and softmax in fp32, cast back at the end
