@@ -112,8 +112,10 @@ def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
 
 
 def _short(exc: BaseException) -> str:
+    """The first sentence of the loader's message (PyTorch's miniz errors run on for lines)."""
     text = str(exc).strip().splitlines()
-    return (text[0][:160] if text else type(exc).__name__) or type(exc).__name__
+    first = text[0].split(". ")[0].rstrip(".") if text else ""
+    return first[:160] or type(exc).__name__
 
 
 def sha256(path: Path) -> str:
