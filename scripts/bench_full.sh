@@ -6,11 +6,11 @@
 #   pip install --no-build-isolation -e ".[bench]" -e ./plugins/attention_sdpa -e ./plugins/positional \
 #       -e ./plugins/attention_performer -e ./plugins/attention_reformer
 #   scripts/bench_full.sh [OUT_DIR]        # default docs/bench
-#   PARTS="step train" scripts/bench_full.sh   # only some parts (layer step train fidelity thp breakeven)
+#   PARTS="step train" scripts/bench_full.sh   # only some parts (layer step bf16 train fidelity thp breakeven)
 set -euo pipefail
 OUT=${1:-docs/bench}
 THREADS=${THREADS:-2}
-PARTS=" ${PARTS:-layer step train fidelity thp breakeven} "
+PARTS=" ${PARTS:-layer step bf16 train fidelity thp breakeven} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 { echo "# started $(date -u +%FT%TZ) on $(hostname)"; uptime; echo "# busiest processes:";
@@ -23,6 +23,12 @@ part layer && effx bench --mode layer --seq-lens 512,1024,2048,4096,8192,16384 -
 # (b) one encoder training step: 4 layers, d_model 256, 16384 tokens per step (batch 32 at N=512)
 part step && effx bench --mode step --seq-lens 512 --threads "$THREADS" --reps 5 --mem-cap-gib 6 --time-cap-s 60 \
     --no-peers --out "$OUT/cpu-step"
+
+# (b2) the same step in bf16 autocast (AMX on this CPU) and, right after, in fp32: ratios from one run
+part bf16 && effx bench --mode step --seq-lens 512 --threads "$THREADS" --reps 3 --mem-cap-gib 6 --time-cap-s 60 \
+    --no-peers --dtype bf16 --out "$OUT/cpu-step-bf16" \
+  && effx bench --mode step --seq-lens 512 --threads "$THREADS" --reps 3 --mem-cap-gib 6 --time-cap-s 60 \
+    --no-peers --dtype fp32 --out "$OUT/cpu-step-bf16/fp32"
 
 # (c) long-sequence training: checkpointing / accumulation at N=2048 B=4, one step at 4k/8k/16k in 4 GiB,
 #     for the approximate attentions and fused sdpa (explicit sdpa needs O(N^2) memory: 1.8 GiB per layer at 4k)

@@ -4,7 +4,8 @@
 
 Every table is a pivot of `results.csv` / `train.csv` / `machine.json` (no number is typed by hand):
 layer time / memory / fidelity, peer and break-even ratios, memory slopes, the training step with
-its roofline fraction and the product's cost rules at N=512, the long-sequence runs, the THP A/B.
+its roofline fraction and the product's cost rules at N=512, the same step in bf16 against fp32,
+the long-sequence runs, the THP A/B.
 """
 from __future__ import annotations
 
@@ -117,6 +118,23 @@ def step_section() -> str:
     return "\n\n".join(out)
 
 
+def bf16_section() -> str:
+    """bf16 autocast against fp32 for the same step, the fp32 run right after the bf16 one."""
+    if not (ROOT / "cpu-step-bf16" / "fp32" / "results.csv").exists():
+        return ""
+    runs = {dt: load(folder).query("status == 'ok'").set_index("label")
+            for dt, folder in (("bf16", "cpu-step-bf16"), ("fp32", "cpu-step-bf16/fp32"))}
+    labels = [lab for lab in ORDER if lab in runs["bf16"].index and lab in runs["fp32"].index]
+    rows = []
+    for lab in labels:
+        b, f = runs["bf16"].loc[lab], runs["fp32"].loc[lab]
+        rows.append([lab, fmt(f.fwdbwd_ms), fmt(b.fwdbwd_ms), f"{f.fwdbwd_ms / b.fwdbwd_ms:.2f}x",
+                     fmt(f.fwdbwd_peak_mib), fmt(b.fwdbwd_peak_mib), f"{b.fwdbwd_peak_mib / f.fwdbwd_peak_mib:.2f}"])
+    return "### cpu-step-bf16: training step N=512, fp32 vs bf16 autocast\n\n" + table(
+        ["attention", "fp32 ms", "bf16 ms", "speed-up", "fp32 extra peak MiB", "bf16 extra peak MiB", "memory bf16 / fp32"],
+        rows)
+
+
 def train_section() -> str:
     df = load("cpu-train", "train.csv")
     sav = df[df["suite"] == "savers"].copy()
@@ -161,8 +179,8 @@ def thp_section() -> str:
 
 def machine_section() -> str:
     rows = []
-    for part in ("cpu-layer", "cpu-step", "cpu-train", "cpu-fidelity-qk0.5", "cpu-layer-thp0", "cpu-layer-thp1",
-                 "cpu-layer-breakeven"):
+    for part in ("cpu-layer", "cpu-step", "cpu-step-bf16", "cpu-step-bf16/fp32", "cpu-train", "cpu-fidelity-qk0.5",
+                 "cpu-layer-thp0", "cpu-layer-thp1", "cpu-layer-breakeven"):
         if not (ROOT / part / "machine.json").exists():
             continue
         m = machine(part)
@@ -179,8 +197,8 @@ def machine_section() -> str:
 
 def main() -> None:
     sections = [machine_section(), layer_section("cpu-layer"), layer_section("cpu-layer-breakeven"),
-                layer_section("cpu-fidelity-qk0.5"), step_section(), train_section(), thp_section()]
-    print("\n\n".join(sections))
+                layer_section("cpu-fidelity-qk0.5"), step_section(), bf16_section(), train_section(), thp_section()]
+    print("\n\n".join(s for s in sections if s))
 
 
 if __name__ == "__main__":
