@@ -2,8 +2,8 @@
 and gradients as eager, and a training-mode step runs.
 
 The Reformer types keep their attention eager (``torch.compiler.disable``); before that, compiling
-a model with them failed in Dynamo (frozen attrs records) and then in Inductor (in-place strided
-writes). Inductor on CPU needs a C++ compiler; without one the test is skipped.
+a model with them failed in Dynamo (frozen attrs records) and then in Inductor (an internal
+``KeyError``). Inductor on CPU needs a C++ compiler; without one the test is skipped.
 """
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ the tokens by ``(bucket, position)`` and attends in chunks (see :mod:`effx_refor
 
 ``torch.compile``: the attention runs eagerly inside a compiled model (``torch.compiler.disable``
 on ``forward``; the rest of the model compiles). Its generator draws, reused work buffers and
-in-place index bookkeeping are not traceable (Dynamo fails on the frozen attrs records, Inductor
-on the in-place strided writes), and the hand-written backward is already one fused pass.
+in-place index bookkeeping do not trace: with torch 2.13, Dynamo failed on the frozen attrs
+records, and with those made mutable Inductor failed with an internal ``KeyError`` after Dynamo's
+warning that it cannot trace ``Tensor.as_strided``.
 
 Cost per layer: ``O(N log N)`` for the sort, ``O(N * n_hashes * 3 * bucket_size)`` time and memory
 for the attention; no ``N x N`` tensor.
