@@ -15,7 +15,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 # A fresh Inductor cache, so "first compiled step" includes a cold compile (set it to reuse one).
@@ -24,6 +23,7 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="effx-i
 import torch  # noqa: E402
 
 from effx.atomic import write_text  # noqa: E402
+from effx.bench.worker import timed  # noqa: E402
 from effx.bench.workloads import StepWorkload  # noqa: E402
 
 
@@ -39,9 +39,7 @@ def workload(label: str, n: int, compiled: bool) -> StepWorkload:
 
 
 def seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    return timed(fn, "cpu")[0]
 
 
 def measure(label: str, n: int, reps: int) -> dict:

@@ -12,8 +12,8 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from ..config import TokenizerConfig
 from ..atomic import write_text
+from ..config import TokenizerConfig
 from ..errors import ConfigError, EffxError
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}

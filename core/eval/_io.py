@@ -8,16 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import atomic as _atomic
-
-
-def write_text(path: str | Path, text: str, mode: int | None = None) -> Path:
-    """Write ``text`` to ``path`` atomically: a reader never sees a half-written file."""
-    return _atomic.write_text(path, text, chmod=mode)
-
-
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    return _atomic.write_bytes(path, data)
+from ..atomic import write_bytes, write_text  # noqa: F401  (the eval package's writers)
 
 
 def _json_safe(x: Any) -> Any:

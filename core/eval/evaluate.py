@@ -16,9 +16,9 @@ import attrs
 import numpy as np
 
 from ..errors import EffxError
+from ..train.distributed import pick_device
 from ._io import read_json, write_json
 from .inference import predict_proba
-from ..train.distributed import pick_device
 from .measure import peak_memory, reset_peak
 
 SPLITS = ("test", "validation")

@@ -20,9 +20,9 @@ import attrs
 import pandas as pd
 
 from ..errors import EffxError
+from ..train.distributed import pick_device
 from ._io import write_text
 from .inference import predict_proba
-from ..train.distributed import pick_device
 
 FORMATS = ("auto", "csv", "jsonl", "text")
 

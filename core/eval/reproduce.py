@@ -14,7 +14,6 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-
 from ..config import dump_yaml, parse_yaml
 from ._io import read_json, write_text
 from .runs import Run
@@ -155,4 +154,4 @@ def write_reproduce(runs: list[Run], out: Path, source: Path, metric: str, split
     body.append('compare "$ROOT" "$ROOT/report"')
     head = HEADER.format(cwd=_q(cwd.resolve()), metric=_q(metric), split=_q(split), source=_q(source.resolve()),
                        threads=thread_line(runs), saved=SAVED_TOKENIZER)
-    return write_text(out / "reproduce.sh", head + "\n" + "\n".join(body) + "\n", mode=0o755)
+    return write_text(out / "reproduce.sh", head + "\n" + "\n".join(body) + "\n", chmod=0o755)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
     """Bernoulli(1 - p) mask from a quarter as many int64 draws, each split into four 16-bit lanes.
 
@@ -23,9 +24,7 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     uniform on [-2^15, 2^15) and lane 3 on [0, 2^15); each gets its own threshold, so p is honoured
     to 2^-15.
     """
-    n = 1
-    for d in shape:
-        n *= d
+    n = shape.numel()
     quads = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()  # (ceil(N/4),)
     lanes = quads.view(torch.int16).view(-1, 4)  # (ceil(N/4), 4): lanes 0-2 full range, lane 3 top
     full, top = round(p * 65536) - 32768, round(p * 32768)

@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader
 
 from ..data import LengthBucketSampler
 from ..errors import ConfigError, EffxError
+from ..sysinfo import peak_memory, versions
 from . import checkpoint as ckpt
 from .optim import build_optimizer, build_scheduler
-from ..sysinfo import peak_memory, versions
 
 
 class TrainingFailed(EffxError):

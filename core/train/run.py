@@ -24,6 +24,7 @@ from ..data import EncodedDataset, encode_with_stats, load_splits, tokenizer_fro
 from ..data import load_tokenizer, train_tokenizer, unk_rate
 from ..errors import ConfigError
 from ..plugins import load_registry
+from ..sysinfo import run_info
 from . import checkpoint as ckpt
 from .distributed import Dist
 from .experiment import check_consistency, resolve_finetune
@@ -31,7 +32,6 @@ from .loop import Interrupted, Trainer, TrainingFailed
 from .paths import require_experiment, resolve_data_path, resolve_root
 from .precision import Precision
 from .runfiles import RunFiles, atomic_write_bytes, atomic_write_text, read_status, write_json
-from ..sysinfo import run_info
 from .task import make_task
 from .wandb_log import WandbLogger
 from .weights import load_encoder, load_head

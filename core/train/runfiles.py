@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_bytes
+from ..atomic import write_bytes as atomic_write_bytes  # noqa: F401  (used across effx.train)
+from ..atomic import write_text as atomic_write_text
 
 METRIC_COLUMNS = [
     "step", "epoch", "split", "loss", "lr", "accuracy", "macro_F1", "weighted_F1", "AUROC",
@@ -29,15 +30,6 @@ STATUSES = ("running", "finished", "failed", "interrupted")
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    write_bytes(path, data)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, data: Any) -> None:
