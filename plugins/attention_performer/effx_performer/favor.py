@@ -32,6 +32,7 @@ import attrs
 import torch
 
 import effx
+from effx.errors import ConfigError
 from effx.masks import as_bool, attn_mask_4d
 
 from .features import (
@@ -41,7 +42,7 @@ from .features import (
     QUERY_DIMS,
     key_operands,
     orthogonal_gaussian,
-    positive_features,
+    stabilised_features,
     query_operands,
     relu_features,
     row_term,
@@ -69,14 +70,24 @@ def linear_attention(qp: torch.Tensor, kp: torch.Tensor, v_ext: torch.Tensor) ->
     return qp @ kv  # (B, H, N, E); written so the gradient of kp comes out contiguous (no copy)
 
 
-def dense_kernel_attention(qp, kp, v_ext, mask: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
-    """Quadratic fallback: ``(phi(Q) phi(K)^T * exp(bias) * mask) [V, 1]`` -> ``[B, H, N, E]``."""
+def dense_kernel_attention(qp, kp, ck, v_ext, mask: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
+    """Quadratic fallback: ``(phi(Q) phi(K)^T * exp(bias) * mask) [V, 1]`` -> ``[B, H, N, E]``.
+
+    ``kp [B, H, N, M]`` are key features stabilised per key by ``ck [B, H, N, 1]``; entry (i, j) is
+    rescaled by ``exp(c_j - max_{j' visible to i} c_j')``, a per-query constant that cancels in the
+    ratio, so a key hidden from query i - whatever its norm - never sets query i's scale.
+    """
     a = qp @ kp.transpose(-2, -1)  # (B, H, N, N) - the requested quadratic cost
+    if ck is None:  # ReLU features: no stabiliser
+        a = a.masked_fill(~mask, 0.0)
+    else:
+        scale = torch.where(mask, ck.transpose(-2, -1), -torch.inf)  # (B, H, N, N): c_j where visible
+        row_max = scale.amax(dim=-1, keepdim=True).clamp_min(-1e30)  # (B, H, N, 1); finite for hidden rows
+        a = a * torch.exp(scale - row_max)  # 0 where masked
     if table is not None:
         n = qp.shape[2]
         bias = effx.RelativeBias(table, n).dense()  # (H, N, N)
         a = a * torch.exp(bias - table.amax(dim=-1)[:, None, None])
-    a = a.masked_fill(~mask, 0.0)
     return a @ v_ext  # (B, H, N, E)
 
 
@@ -110,6 +121,9 @@ class PerformerAttention(effx.Attention):
 
     def __init__(self, config: PerformerConfig, ctx: effx.AttentionContext) -> None:
         super().__init__(config, ctx)
+        if ctx.dropout:
+            raise ConfigError(f"model.attention_dropout: {self.name} has no attention matrix to drop from; "
+                              f"set model.attention_dropout: 0 (got {ctx.dropout})")
         self.register_buffer("projection", self.draw(0))  # (M, Dh)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))  # training forwards seen
 
@@ -137,28 +151,33 @@ class PerformerAttention(effx.Attention):
         """fp32 ``q, k [B, H, N, Dh]`` -> matmul operands ``(x', w')`` of the query and key logits
         (the ``-|x|^2/2`` row terms are ``row_term(., Dh^-1/2)``, kept out of the max)."""
         scale = q.shape[-1] ** -0.25  # exp(x . y) = exp(q . k / sqrt(Dh)) for x, y = q, k * scale
-        w = self.projection.float() * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
+        w = self.projection.to(q.dtype) * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
         coef, offset = self.feature_offset(q, k, w, kpm, dense)
         if coef is not None:  # (B, H, 1): B multiplies w . x only, not the -|y|^2/2 term
             w = w * coef[..., None]  # (B, H, M, Dh)
         return query_operands(q, w, offset), key_operands(k, w, kpm, offset)
 
-    def features(self, q, k, kpm, dense: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """fp32 ``q, k [B, H, N, Dh]`` -> ``phi(q), phi(k) [B, H, N, M]`` (autograd path)."""
+    def features(self, q, k, kpm, dense: bool):
+        """fp32 ``q, k [B, H, N, Dh]`` -> ``phi(q), phi(k) [B, H, N, M]`` and the per-key stabiliser
+        ``[B, H, N, 1]`` (dense path) or None (autograd path)."""
         if self.config.kernel == "relu":
-            w = self.projection.float() * q.shape[-1] ** -0.25  # (M, Dh)
-            return relu_features(q, w), relu_features(k, w)
+            w = self.projection.to(q.dtype) * q.shape[-1] ** -0.25  # (M, Dh)
+            return relu_features(q, w), relu_features(k, w), None
         (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense)
         eps, sq_scale = self.config.feature_eps, q.shape[-1] ** -0.5
-        return (positive_features(xq, wq, row_term(q, sq_scale), QUERY_DIMS, eps),
-                positive_features(yk, wk, row_term(k, sq_scale), KEY_DIMS, eps))
+        qp, _ = stabilised_features(xq, wq, row_term(q, sq_scale), QUERY_DIMS, eps)
+        kp, ck = stabilised_features(yk, wk, row_term(k, sq_scale), QUERY_DIMS if dense else KEY_DIMS, eps)
+        return qp, kp, (ck if dense else None)
 
     def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
         self.advance()
         kpm, out_dtype = as_bool(key_padding_mask, "key_padding_mask"), v.dtype
         attn_mask = as_bool(attn_mask, "attn_mask")
+        if attn_mask is not None and bool(attn_mask.all()):
+            attn_mask = None  # a mask that hides nothing is no mask: same estimator, linear cost
         with torch.autocast(q.device.type, enabled=False):
-            q, k, v = q.float(), k.float(), v.float()
+            ct = torch.float64 if q.dtype == torch.float64 else torch.float32  # fp32, or float64 for checks
+            q, k, v = q.to(ct), k.to(ct), v.to(ct)
             v_ext = values_with_ones(v, kpm)  # (B, H, N, Dh+1)
             if attn_mask is None and rel_bias is None and self.config.kernel == "softmax":
                 (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense=False)
@@ -170,12 +189,14 @@ class PerformerAttention(effx.Attention):
 
     def general(self, q, k, v_ext, kpm, attn_mask, rel_bias) -> torch.Tensor:
         """Autograd path for the dense-mask fallback, the FFT relative bias and the ReLU kernel."""
-        qp, kp = self.features(q, k, kpm, dense=attn_mask is not None)  # (B, H, N, M)
-        table = rel_bias.table.float() if rel_bias is not None else None  # (H, 2N-1)
+        qp, kp, ck = self.features(q, k, kpm, dense=attn_mask is not None)  # (B, H, N, M)
+        table = rel_bias.table.to(q.dtype) if rel_bias is not None else None  # (H, 2N-1)
         if attn_mask is not None:
             self._warn_quadratic(q.shape)
             mask = attn_mask_4d(attn_mask, q.shape[0], q.shape[1], q.shape[2])  # (B|1, H|1, N, N)
-            return dense_kernel_attention(qp, kp, v_ext, mask, table)
+            if kpm is not None:
+                mask = mask & kpm[:, None, None, :]  # (B, H|1, N, N)
+            return dense_kernel_attention(qp, kp, ck, v_ext, mask, table)
         if table is not None:
             return toeplitz_attention(qp, kp, v_ext, table)
         return linear_attention(qp, kp, v_ext)

@@ -22,8 +22,8 @@ folded into the same projection matmul, so the cost equals FAVOR+.
 Why it should help. FAVOR+'s variance grows like ``exp(2 s)``, dominated by features with large
 ``|w|``; A* < 0 damps exactly those features (``exp(A |w|^2)``) and the paper proves the resulting
 variance is the minimum over the family - largest gains when query/key norms are large, which is
-where FAVOR+ fails (peaked attention). ``A`` is a data statistic treated as a constant (no gradient);
-the estimator is unbiased for any fixed A.
+where FAVOR+ fails (peaked attention). ``A`` is a function of the data and the gradient flows
+through it (the backward is the derivative of this forward); the estimator is unbiased for any fixed A.
 
 Feature ``eps``. As in ``performer_favor`` (see :mod:`effx_performer.features`), ``feature_eps``
 (default 1e-4) is added to every feature after the max shift and the ``exp(-|x|^2/2)`` factor;
@@ -79,7 +79,6 @@ class PerformerPlusPlusAttention(PerformerAttention):
     name = "performer_favor_pp"
     Config = PerformerPlusPlusConfig
 
-    @torch.no_grad()
     def feature_offset(self, q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, kpm, dense: bool):
         """``(B, offset)``: input scale ``[B, H, 1]`` and per-feature logit ``A |w|^2`` ``[B, H, M]``.
 
@@ -92,5 +91,6 @@ class PerformerPlusPlusAttention(PerformerAttention):
         s = mean_pair_sq_distance(q, k, kpm) / d**0.5  # (B, H): |x + y|^2 = |q + k|^2 / sqrt(d)
         a = optimal_a(s, d)  # (B, H)
         coef = torch.sqrt(1.0 - 4.0 * a)[..., None]  # (B, H, 1)
-        offset = a[..., None] * self.projection.float().square().sum(-1)  # (B, H, M): A |w|^2, w ~ N(0, I)
+        log_d = 0.25 * d * torch.log1p(-4.0 * a)  # (B, H): log D, D = (1 - 4A)^(d/4)
+        offset = a[..., None] * self.projection.to(q.dtype).square().sum(-1) + log_d[..., None]  # (B, H, M)
         return coef, offset

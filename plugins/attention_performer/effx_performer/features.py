@@ -109,14 +109,33 @@ QUERY_DIMS = (-1,)  # query stabiliser: max over features, per row
 KEY_DIMS = (-2, -1)  # key stabiliser: one max over all (key, feature) pairs of a head
 
 
-def positive_features(
+def stabiliser(logits: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Tensor:
+    """``c = max(max over dims of logits, log eps)``, detached, keepdim: the constant divided out of
+    ``f + eps``. ``logits`` already hold the ``-|x|^2/2`` row term, so a large-norm input (whose
+    logits are all very negative) never sets it; including ``log eps`` keeps ``eps e^-c <= 1``."""
+    c = logits.detach().amax(dim=dims, keepdim=True)
+    return c.clamp_min(math.log(eps)) if eps else c
+
+
+def stabilised_features(
     xa: torch.Tensor, wa: torch.Tensor, row: torch.Tensor, dims: tuple[int, ...], eps: float = 0.0
-) -> torch.Tensor:
-    """``exp(logits - max + row) + eps`` (autograd version) -> ``[B, H, N, M]``; the max is taken
-    over the matmul logits only (not ``row``) and carries no gradient."""
-    logits = xa @ wa.transpose(-2, -1)  # (B, H, N, M)
-    feats = torch.exp(logits - logits.detach().amax(dim=dims, keepdim=True) + row[..., None])
-    return feats + eps if eps else feats
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(f + eps) e^-c = exp(logits + row - c) + eps e^-c`` (autograd version) -> ``[B, H, N, M]``
+    and ``c`` ``[B, H, N|1, 1]``.
+
+    ``c`` (:func:`stabiliser`) is one constant per row (``dims = QUERY_DIMS``) or per head
+    (``KEY_DIMS``): it scales every term of a query's numerator and normaliser alike, so it cancels
+    exactly in the attention ratio and carries no gradient - the gradient is that of the output.
+    """
+    logits = xa @ wa.transpose(-2, -1) + row[..., None]  # (B, H, N, M)
+    c = stabiliser(logits, dims, eps)  # (B, H, N|1, 1)
+    feats = torch.exp(logits - c)
+    return (feats + eps * torch.exp(-c) if eps else feats), c
+
+
+def positive_features(xa, wa, row, dims: tuple[int, ...], eps: float = 0.0) -> torch.Tensor:
+    """:func:`stabilised_features` without the stabiliser."""
+    return stabilised_features(xa, wa, row, dims, eps)[0]
 
 
 def relu_features(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

@@ -25,7 +25,7 @@ import threading
 
 import torch
 
-from .features import DEN_FLOOR, KEY_DIMS, QUERY_DIMS, row_term
+from .features import DEN_FLOOR, KEY_DIMS, QUERY_DIMS, row_term, stabiliser
 
 _local = threading.local()
 QUERY_SLOT, KEY_SLOT, GRAD_SLOT = 0, 1, 2
@@ -61,38 +61,46 @@ def _bmm_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tens
     return out
 
 
-def _features(slot: int, xa: torch.Tensor, wa: torch.Tensor, row: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """``exp(xa @ wa^T - max + row)`` in work buffer ``slot`` -> ``[B, H, N, M]`` (max over the
-    matmul logits only; ``row [B, H, N]``)."""
+def _features(slot: int, xa: torch.Tensor, wa: torch.Tensor, row: torch.Tensor, dims: tuple[int, ...],
+              eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``exp(xa @ wa^T + row - c)`` in work buffer ``slot`` -> ``[B, H, N, M]`` and the scaled
+    ``eps e^-c`` ``[B, H, N|1, 1]`` (``c``: :func:`effx_performer.features.stabiliser`)."""
     out = _buffer(slot, (*xa.shape[:-1], wa.shape[-2]), xa)  # (B, H, N, M)
-    _bmm_into(out, xa, wa.transpose(-2, -1))
-    return out.sub_(out.amax(dim=dims, keepdim=True) - row[..., None]).exp_()
+    _bmm_into(out, xa, wa.transpose(-2, -1)).add_(row[..., None])
+    c = stabiliser(out, dims, eps)  # (B, H, N|1, 1)
+    return out.sub_(c).exp_(), (torch.exp(-c) * eps if eps else None)
 
 
-def _plus_eps(prod: torch.Tensor, rhs: torch.Tensor, eps: float) -> torch.Tensor:
-    """``prod = F @ rhs`` -> ``(F + eps) @ rhs``, in place: adds ``eps`` times the column sums of ``rhs``."""
-    return prod.add_(rhs.sum(-2, keepdim=True), alpha=eps) if eps else prod
+def _plus_eps(prod: torch.Tensor, rhs: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    """``prod = F @ rhs`` -> ``(F + e) @ rhs`` in place, ``e`` broadcast over the feature axis:
+    adds ``e`` times the column sums of ``rhs`` (O((N + M) E), no pass over ``F``)."""
+    return prod.add_(rhs.sum(-2, keepdim=True) * e) if e is not None else prod
+
+
+def _weighted_colsum(g: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor | None:
+    """``sum_n e_n g_n`` -> ``[B, H, 1, E]``: the gradient reaching a constant feature ``e``."""
+    return None if e is None else (g * e).sum(-2, keepdim=True)
 
 
 class FavorLinear(torch.autograd.Function):
-    """``(xq, wq, yk, wk, v_ext, eps, sq_scale, d) -> ratio((phi(Q) + eps) ((phi(K) + eps)^T v_ext))``;
+    """``(xq, wq, yk, wk, v_ext, eps, sq_scale, d) -> ratio((phi(Q) + eq) ((phi(K) + ek)^T v_ext))``;
     ``xq, yk [B, H, N, a]`` whose first ``d`` columns are the raw inputs ``q, k``, ``wq, wk [M, a] |
-    [B, H, M, a]`` (no gradient), ``v_ext [B, H, N, Dh+1]`` (last column ones) -> ``[B, H, N, Dh]``,
-    with ``phi = exp(logits - max + row)`` and ``row = -sq_scale |x[:d]|^2 / 2``
+    [B, H, M, a]`` (gradient only when required), ``v_ext [B, H, N, Dh+1]`` (last column ones) -> ``[B, H, N, Dh]``,
+    with ``phi = exp(l - c)``, ``l = x' w'^T - sq_scale |x[:d]|^2 / 2`` and ``e = eps e^-c``
     (:func:`effx_performer.features.positive_features`). The normalisation follows
     :func:`effx_performer.favor.ratio`.
 
-    Row-term gradients in O(N Dh): ``sum_m phi_nm dL/dphi_nm`` is ``grad_ext_n . (phi_n kv)`` for
-    queries, which is ``-eps grad_ext_n . colsum(kv)`` (the rest cancels in the ratio; 0 for eps = 0),
-    and ``v_ext_n . (phi(k_n) g_kv)`` for keys; ``d row / d x = -sq_scale x``."""
+    Backward differentiates the output with every stabiliser ``c`` held constant, which is exact:
+    ``c`` multiplies numerator and normaliser of a query alike, so the output does not depend on
+    it. Through ``exp``: ``dl = phi * dphi``; the row term adds ``-sq_scale x sum_m dl``."""
 
     @staticmethod
     def forward(ctx, xq, wq, yk, wk, v_ext, eps, sq_scale, d):
         rq, rk = row_term(xq[..., :d], sq_scale), row_term(yk[..., :d], sq_scale)  # (B, H, N)
-        kp = _features(KEY_SLOT, yk, wk, rk, KEY_DIMS)  # (B, H, N, M) work buffer
-        kv = _plus_eps((v_ext.transpose(-2, -1) @ kp).transpose(-2, -1), v_ext, eps)  # (B, H, M, Dh+1)
-        qp = _features(QUERY_SLOT, xq, wq, rq, QUERY_DIMS)  # (B, H, N, M) work buffer
-        out_ext = _plus_eps(qp @ kv, kv, eps)  # (B, H, N, Dh+1): numerator | normaliser
+        kp, ek = _features(KEY_SLOT, yk, wk, rk, KEY_DIMS, eps)  # (B, H, N, M) work buffer, (B, H, 1, 1)
+        kv = _plus_eps((v_ext.transpose(-2, -1) @ kp).transpose(-2, -1), v_ext, ek)  # (B, H, M, Dh+1)
+        qp, eq = _features(QUERY_SLOT, xq, wq, rq, QUERY_DIMS, eps)  # (B, H, N, M), (B, H, N, 1)
+        out_ext = _plus_eps(qp @ kv, kv, eq)  # (B, H, N, Dh+1): numerator | normaliser
         den = out_ext[..., -1:]  # (B, H, N, 1)
         inv = torch.where(den > DEN_FLOOR, den, torch.inf).reciprocal_()  # 0 where no key is seen
         out = out_ext[..., :-1].mul_(inv)  # (B, H, N, Dh), in place, a view of out_ext
@@ -106,18 +114,31 @@ class FavorLinear(torch.autograd.Function):
         eps, sq_scale, d = ctx.eps, ctx.sq_scale, ctx.d
         g_den = (grad * out).sum(-1, keepdim=True).neg_()  # (B, H, N, 1): d out / d normaliser * den
         grad = torch.cat([grad, g_den], dim=-1).mul_(inv)  # (B, H, N, Dh+1): d loss / d out_ext
-        qp = _features(QUERY_SLOT, xq, wq, rq, QUERY_DIMS)  # recomputed, (B, H, N, M)
-        g_kv = _plus_eps(qp.transpose(-2, -1) @ grad, grad, eps)  # (B, H, M, Dh+1)
-        g_feat = _bmm_into(_buffer(GRAD_SLOT, qp.shape, qp), grad, kv.transpose(-2, -1))  # d out / d phi(q)
-        g_xq = g_feat.mul_(qp) @ wq  # (B, H, N, a): through exp, in place
-        if eps:  # row term of the queries
-            g_rq = (grad @ kv.sum(-2)[..., None]).mul_(eps * sq_scale)  # (B, H, N, 1) = -g_row * -sq_scale
-            g_xq[..., :d].addcmul_(xq[..., :d], g_rq)
-        kp = _features(KEY_SLOT, yk, wk, rk, KEY_DIMS)  # recomputed, (B, H, N, M)
-        g_v = kp @ g_kv  # (B, H, N, Dh+1) through phi(K) only
-        g_rk = torch.einsum("...ne,...ne->...n", v_ext, g_v)[..., None]  # (B, H, N, 1) key row-term gradient
-        g_v = _plus_eps(g_v, g_kv, eps)
-        _bmm_into(g_feat, v_ext, g_kv.transpose(-2, -1))  # d out / d phi(k), same buffer
-        g_yk = g_feat.mul_(kp) @ wk  # (B, H, N, a)
-        g_yk[..., :d].addcmul_(yk[..., :d], g_rk, value=-sq_scale)
-        return g_xq, None, g_yk, None, g_v, None, None, None
+        qp, eq = _features(QUERY_SLOT, xq, wq, rq, QUERY_DIMS, eps)  # recomputed, (B, H, N, M)
+        g_kv = qp.transpose(-2, -1) @ grad  # (B, H, M, Dh+1)
+        if eq is not None:
+            g_kv.add_(_weighted_colsum(grad, eq))
+        g_lq = _bmm_into(_buffer(GRAD_SLOT, qp.shape, qp), grad, kv.transpose(-2, -1)).mul_(qp)  # d loss / d lq
+        g_xq = _through_row(g_lq, wq, xq, d, sq_scale)
+        g_wq = _weight_grad(g_lq, xq, wq) if ctx.needs_input_grad[1] else None
+        kp, ek = _features(KEY_SLOT, yk, wk, rk, KEY_DIMS, eps)  # recomputed, (B, H, N, M)
+        g_v = _plus_eps(kp @ g_kv, g_kv, ek)  # (B, H, N, Dh+1)
+        g_lk = _bmm_into(g_lq, v_ext, g_kv.transpose(-2, -1)).mul_(kp)  # same buffer, d loss / d lk
+        g_yk = _through_row(g_lk, wk, yk, d, sq_scale)
+        g_wk = _weight_grad(g_lk, yk, wk) if ctx.needs_input_grad[3] else None
+        return g_xq, g_wq, g_yk, g_wk, g_v, None, None, None
+
+
+def _weight_grad(g_l: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``dL/dw`` for ``l = x w^T``: ``g_l^T x`` ``[B, H, M, a]``, summed over B, H for a shared ``w [M, a]``
+    (FAVOR++'s data-dependent projection needs it; FAVOR+'s ``w`` is a buffer and skips it)."""
+    g_w = g_l.transpose(-2, -1) @ x  # (B, H, M, a)
+    return g_w.sum((0, 1)) if w.dim() == 2 else g_w
+
+
+def _through_row(g_l: torch.Tensor, w: torch.Tensor, x: torch.Tensor, d: int, sq_scale: float) -> torch.Tensor:
+    """Gradient of the operand ``x [B, H, N, a]`` from ``g_l = dL/dl [B, H, N, M]`` with
+    ``l = x w^T - sq_scale |x[:d]|^2 / 2``."""
+    g_x = g_l @ w  # (B, H, N, a)
+    g_x[..., :d].addcmul_(x[..., :d], g_l.sum(-1, keepdim=True), value=-sq_scale)
+    return g_x

@@ -38,20 +38,17 @@ def exact_attention(q, k, v, mask=None):
 
 def favor_kernel(q, k, w, a=0.0, eps=0.0, kpm=None):
     """Unnormalised FAVOR+/OPRF kernel matrix ``[B, H, N, N]`` in float64, from the formula
-    ``f(w, x) = exp(A |w|^2 + B w.x - |x|^2 / 2)``, ``B = sqrt(1 - 4A)``, ``x = q d^(-1/4)``.
-    ``a`` is a float or a ``[B, H]`` tensor. ``eps > 0``: performer-pytorch's ``softmax_kernel``
-    form ``exp(l - |x|^2/2 - max l) + eps`` with ``l = A |w|^2 + B w.x``, max per query row and
-    over all real (key, feature) pairs of a head (``kpm [B, N]`` True = real key)."""
+    ``f(w, x) = D exp(A |w|^2 + B w.x - |x|^2 / 2) + eps``, ``B = sqrt(1 - 4A)``,
+    ``D = (1 - 4A)^(d/4)``, ``x = q d^(-1/4)``; ``a`` is a float or a ``[B, H]`` tensor. No
+    stabiliser: whatever effx divides out must cancel exactly (``kpm`` is unused: a padded key's
+    column is removed by the caller's mask)."""
     d = q.shape[-1]
     x, y, w = q.double() * d**-0.25, k.double() * d**-0.25, w.double()
     a = torch.as_tensor(a, dtype=torch.float64)
     a = a[..., None, None] if a.dim() else a  # (B, H, 1, 1)
     bcoef = torch.sqrt(1 - 4 * a)
-    off = a * w.square().sum(-1)  # (B|1, H|1, 1, M)
+    off = a * w.square().sum(-1) + 0.25 * d * torch.log1p(-4 * a)  # (B|1, H|1, 1, M)
     lq, lk = off + bcoef * (x @ w.t()), off + bcoef * (y @ w.t())  # (B, H, N, M)
-    if eps:
-        real = lk if kpm is None else lk.masked_fill(~kpm[:, None, :, None], -math.inf)
-        lq, lk = lq - lq.amax(-1, keepdim=True), lk - real.amax((-2, -1), keepdim=True)
     fq = torch.exp(lq - x.square().sum(-1, keepdim=True) / 2) + eps  # (B, H, N, M)
     fk = torch.exp(lk - y.square().sum(-1, keepdim=True) / 2) + eps
     return fq @ fk.transpose(-2, -1)  # (B, H, N, N)
@@ -108,14 +105,14 @@ def test_error_falls_as_nb_features_grows(cls):
 @pytest.mark.parametrize("eps", [0.0, 1e-4, 1e-2], ids=lambda e: f"eps{e}")
 @pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
 def test_equals_textbook_estimator(cls, eps):
-    """eps = 0: the unbiased estimator; eps > 0: the reference's stabilised features + eps."""
+    """Equals ``(f + eps)`` features computed without any stabiliser: whatever is divided out cancels."""
     q, k, v = qkv(2, 2, 50, 16, scale=0.7, seed=1)
     att = make(cls, 128, seed=3, feature_eps=eps)
     a = pp_a(q, k) if cls is PerformerPlusPlusAttention else 0.0
     ref = kernel_attention(favor_kernel(q, k, att.projection, a, eps), v)
     assert relative_error(att(q, k, v), ref) < 1e-5
     if eps:  # it matters at this scale: the unbiased estimator differs by far more than 1e-5
-        assert relative_error(make(cls, 128, seed=3, feature_eps=0.0)(q, k, v), ref) > 1e-3
+        assert relative_error(make(cls, 128, seed=3, feature_eps=0.0)(q, k, v), ref) > 1e-5  # eps is felt
 
 
 def performer_pytorch_output(q, k, v, projection):
@@ -126,23 +123,15 @@ def performer_pytorch_output(q, k, v, projection):
 
 
 @pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
-def test_unit_gaussian_inputs_keep_reference_fidelity(cls):
-    """Regression: N(0, 1) q, k at Dh = 64, M = 256 (|x|^2 ~ 8). Before the feature eps these inputs
-    gave 2.96 (FAVOR+) / 3.11 (FAVOR++): the unbiased estimator's variance. Now 0.788 / 0.781, and
-    FAVOR+ equals performer-pytorch (same projection) to fp32 rounding; the bound 0.9 sits between."""
-    q, k, v = qkv(1, 4, 512, 64, seed=21)
+def test_beats_uniform_attention_where_it_can(cls):
+    """q, k ~ N(0, 0.5^2) at Dh = 64, N = 512: with 1024 features the estimator beats outputting
+    mean(v) for every query (docs/bench/performer-fidelity.md: 0.221 / 0.177 vs 0.230); at N(0, 1)
+    no feature count up to 1024 does (README), and eps no longer hides that behind uniform output."""
+    q, k, v = qkv(1, 4, 512, 64, scale=0.5, seed=0)
     ref = exact_attention(q, k, v)
-    att = make(cls, 256, heads=4, dh=64)
-    err = relative_error(att(q, k, v), ref)
-    assert err < 0.9, err  # eps = 0: 3.5
-    assert relative_error(make(cls, 256, heads=4, dh=64, feature_eps=0.0)(q, k, v), ref) > 2.0
-    try:
-        peer = performer_pytorch_output(q, k, v, att.projection)
-    except pytest.skip.Exception:
-        return
-    assert err < 1.05 * relative_error(peer, ref)
-    if cls is PerformerAttention:
-        assert relative_error(att(q, k, v), peer) < 1e-4
+    uniform = relative_error(v.double().mean(-2, keepdim=True).expand_as(ref), ref)
+    err = sum(relative_error(make(c, 1024, heads=4, dh=64, seed=s)(q, k, v), ref) for s in range(2) for c in [cls]) / 2
+    assert err < uniform, (err, uniform)
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.05])

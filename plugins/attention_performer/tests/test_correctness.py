@@ -1,0 +1,116 @@
+"""Properties a user relies on without knowing it: masked keys never leak, one large key never wipes
+a head, the gradient is the derivative of the forward (float64 gradcheck on every code path)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import effx
+from effx.errors import ConfigError
+from effx_performer.favor import PerformerAttention
+from effx_performer.favor_pp import PerformerPlusPlusAttention
+
+TYPES = [PerformerAttention, PerformerPlusPlusAttention]
+
+
+def make(cls, *, m=64, dh=8, heads=2, dtype=torch.float32, **kw):
+    att = cls(cls.Config(nb_features=m, redraw_interval=0, **kw), effx.AttentionContext(heads, dh, 512, seed=1))
+    return att.to(dtype).eval()
+
+
+def qkv(n=20, dh=8, std=0.5, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(2, 2, n, dh, generator=g, dtype=torch.float64) * s).to(dtype) for s in (std, std, 1.0)]
+
+
+def rel(a, b) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-4])
+@pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
+def test_padded_keys_of_any_magnitude_change_nothing(cls, eps):
+    q, k, v = qkv()
+    kpm = torch.ones(2, 20, dtype=torch.bool)
+    kpm[1, 12:] = False
+    att = make(cls, feature_eps=eps)
+    out = att(q, k, v, key_padding_mask=kpm)
+    k2, v2 = k.clone(), v.clone()
+    k2[1, :, 12:] = 1e3 * torch.randn_like(k2[1, :, 12:])
+    v2[1, :, 12:] = 1e3
+    out2 = att(q, k2, v2, key_padding_mask=kpm)
+    assert rel(out2[1, :, :12], out[1, :, :12]) < 1e-6
+    assert (out2[1, :, :12].abs().sum(-1) > 0).all()
+
+
+@pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
+def test_dense_mask_hides_keys_whatever_their_norm(cls):
+    """Keys hidden from a query by attn_mask (for every query, or for that query only) never change it."""
+    q, k, v = qkv()
+    mask = torch.ones(20, 20, dtype=torch.bool)
+    mask[:, 15:] = False  # keys 15.. hidden from everyone
+    mask[:5, 10:15] = False  # keys 10..14 hidden from queries 0..4
+    att = make(cls)
+    with pytest.warns(RuntimeWarning):
+        out = att(q, k, v, attn_mask=mask)
+    k2, v2 = k.clone(), v.clone()
+    k2[..., 10:, :] *= 300.0
+    v2[..., 10:, :] += 50.0
+    out2 = att(q, k2, v2, attn_mask=mask)
+    assert rel(out2[..., :5, :], out[..., :5, :]) < 1e-6
+    assert (out2.abs().sum(-1) > 0).all()
+
+
+@pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
+def test_one_large_key_does_not_wipe_the_head(cls):
+    """One key of std 10 among keys of std 0.3 (no mask, eps 0): no row may become zero."""
+    q, k, v = qkv(n=64, dh=16, std=0.3)
+    k[:, :, 7] = 10.0 * torch.randn_like(k[:, :, 7])
+    out = make(cls, dh=16, feature_eps=0.0)(q, k, v)
+    assert torch.isfinite(out).all()
+    assert (out.abs().sum(-1) > 1e-6).all(), (out.abs().sum(-1) <= 1e-6).float().mean()
+
+
+def test_all_true_mask_is_no_mask():
+    q, k, v = qkv()
+    att = make(PerformerPlusPlusAttention)
+    full = torch.ones(20, 20, dtype=torch.bool)
+    assert rel(att(q, k, v, attn_mask=full), att(q, k, v)) < 1e-7
+
+
+def test_attention_dropout_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="attention_dropout: 0"):
+        PerformerAttention(PerformerAttention.Config(), effx.AttentionContext(2, 8, 64, dropout=0.1))
+
+
+PATHS = {  # name -> (config overrides, forward kwargs builder)
+    "fused-default": ({}, lambda n: {}),
+    "fused-eps0": ({"feature_eps": 0.0}, lambda n: {}),
+    "fused-padding": ({}, lambda n: {"key_padding_mask": torch.arange(n)[None, :] < torch.tensor([[n], [n - 5]])}),
+    "dense-mask": ({}, lambda n: {"attn_mask": torch.rand(n, n, generator=torch.Generator().manual_seed(0)) > 0.3}),
+    "relative-bias": ({}, lambda n: {"rel_bias": effx.RelativeBias(torch.randn(2, 2 * n - 1, dtype=torch.float64), n)}),
+    "relu-kernel": ({"kernel": "relu"}, lambda n: {}),
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
+def test_gradcheck_float64(cls, path):
+    overrides, kwargs = PATHS[path]
+    if cls is PerformerPlusPlusAttention and "kernel" in overrides:
+        pytest.skip("FAVOR++ is defined for the softmax kernel only")
+    att = make(cls, m=8, dh=4, dtype=torch.float64, **overrides)
+    q, k, v = (t.requires_grad_() for t in qkv(n=6, dh=4, std=0.6, dtype=torch.float64))
+    extra = kwargs(6)
+    # the estimator runs in fp32 internally; gradcheck against float64 finite differences needs float64
+    with torch.autocast("cpu", enabled=False), pytest.warns(None) if False else _nullcontext():
+        assert torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, **extra), (q, k, v), eps=1e-6, atol=1e-5,
+                                        rtol=1e-3)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
