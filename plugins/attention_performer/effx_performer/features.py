@@ -7,27 +7,25 @@ Performers", ICLR 2021).
 orthogonal block by block (QR of Gaussian ``d x d`` matrices, rows rescaled by chi-distributed
 norms so each row is still marginally Gaussian), which lowers the estimator's variance.
 
-Features as computed (the reference implementation's, performer-pytorch ``softmax_kernel``)::
+Features as computed, for a query row ``i`` and a head's keys ``j``::
 
-    phi(q_i)_m = exp(w_m . x_i + a_m - max_m'(w_m' . x_i + a_m') - |x_i|^2/2) + eps
-    phi(k_j)_m = exp(w_m . y_j + a_m - max_{j',m'}(w_m' . y_j' + a_m') - |y_j|^2/2) + eps
+    l_im = w_m . x_i + a_m - |x_i|^2/2         phi(q_i)_m = (exp(l_im) + eps) e^-c_i
+    l_jm = w_m . y_j + a_m - |y_j|^2/2         phi(k_j)_m = (exp(l_jm) + eps) e^-c_K
 
-``a_m`` is a per-feature offset (0 for FAVOR+, ``A |w_m|^2`` for FAVOR++). The maxima (per query
-row; one per head over all real (key, feature) pairs, padded keys get logit ``-1e30`` and never
-set it) exclude the ``-|x|^2/2`` row term, exactly as in the reference, and carry no gradient.
+``a_m`` is a per-feature offset (0 for FAVOR+, ``A |w_m|^2 + log D`` for FAVOR++). ``exp(l)`` is the
+textbook feature (mean 1 over ``w``), ``eps`` an absolute floor on it (``feature_eps``).
 
-Why ``eps`` (default 1e-4, the reference's). Without it (``eps = 0``) the maxima and ``1/sqrt(M)``
-cancel in the ratio ``phi(q)^T S / phi(q)^T z`` and the output is the unbiased FAVOR+ estimator.
-That estimator's variance grows like ``exp(2|x + y|^2)``: for N(0, 1) q, k with Dh = 64
-(``|x|^2 ~ 8``) and M = 256 a few extreme features dominate every normaliser and the relative
-output error vs exact attention is 3.4-8.5 (measured, N = 512..16384; the float64 estimator gives
-the same, so it is not a rounding problem). ``eps`` is added AFTER the stabiliser and the
-``exp(-|x|^2/2)`` factor, so a query/key whose features are small relative to the head's
-largest (large norms, logits far below the max) is pulled towards uniform weights: a biased,
-bounded-variance estimator. With N(0, 1) inputs this gives the reference's ~0.80 error (that of
-uniform attention), with std-0.5 inputs 0.30-0.40 instead of 0.38-0.44. ``eps`` also bounds the
-normaliser below (``>= M N eps^2``), so no query divides by an underflowed sum. Set ``feature_eps: 0``
-for the unbiased estimator.
+The stabilisers, and why they cancel exactly. ``c_i = max(max_m l_im, log eps)`` (per query row) and
+``c_K = max(max over visible (j, m) of l_jm, log eps)`` (one per head; a padded key has logit
+``-1e30`` and never sets it). Every term of query i's numerator ``sum_j phi(q_i).phi(k_j) v_j`` and
+normaliser ``sum_j phi(q_i).phi(k_j)`` carries the same factor ``e^-(c_i + c_K)``, so the ratio is
+the same for ANY value of the stabilisers: a masked key cannot reach an output through them, and the
+backward may treat them as constants and still be the exact derivative of the forward. Because
+``l`` includes ``-|x|^2/2``, a large-norm key (whose logits are all very negative) never sets
+``c_K``, so it cannot push the other keys' features to 0; including ``log eps`` keeps
+``eps e^-c <= 1``, so nothing overflows. The unstabilised estimator is unbiased at ``eps = 0``; its
+variance grows like ``exp(2|x + y|^2)`` (docs/bench/performer-fidelity.md measures where it beats
+uniform attention).
 
 Both maps without ``eps`` are bounded by 1, so no inf can appear downstream. The padding term and
 ``a_m`` are folded into the projection matmul by augmenting ``x`` and ``w`` with one column each;
