@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import effx
-from effx.masks import as_bool
+from effx.masks import as_bool, attn_mask_4d
 
 from .chunked import BufferPool, chunked_attention, scratch
 
@@ -49,7 +49,7 @@ def _even_or_one(inst, attr, value) -> None:
 class ReformerConfig:
     bucket_size: int = attrs.field(default=64, validator=_positive)  # chunk size; average bucket size
     n_hashes: int = attrs.field(default=4, validator=_positive)  # hash rounds
-    n_buckets: Optional[int] = attrs.field(default=None, validator=_even_or_one)  # default: ~N / bucket_size
+    n_buckets: Optional[int] = attrs.field(default=None, validator=_even_or_one)  # default: ~max_seq_len / bucket_size
     shared_qk: bool = True
     rotations: Literal["redraw", "fixed"] = "redraw"
     dedup: bool = True  # count a (query, key) pair compared in several rounds once
@@ -88,17 +88,23 @@ class ReformerLSH(effx.Attention):
         The angular hash ignores ``|x|``, so ``x`` need not be normalised. ``pad (B, N)`` (True =
         padding) or None: padded tokens sort last whatever their content.
         """
-        nb = self.config.n_buckets or self._n_buckets(x.shape[2])
+        nb = self.n_buckets()
         b, h, n = x.shape[:3]
         work = scratch(b * h * rotations.shape[2] * (nb // 2) * n, x.dtype, x.device) if nb > 1 else None
         buckets = angular_buckets(x, rotations, nb, out=work)  # (B, H, R, N)
-        if pad is not None:
-            buckets = buckets.masked_fill(pad[:, None, None, :], nb)
+        if pad is not None:  # (B, N) or (B|1, H|1, N) True = padding
+            pad = pad[:, None, :] if pad.dim() == 2 else pad
+            buckets = buckets.masked_fill(pad[:, :, None, :], nb)
         return sort_by_bucket(buckets, nb, npad)
+
+    def n_buckets(self) -> int:
+        """The bucket count: set, or ~``max_seq_len / bucket_size`` - never the batch's padded length,
+        so a sequence hashes the same whatever it is batched with."""
+        return self.config.n_buckets or self._n_buckets(self.ctx.max_seq_len)
 
     # ------------------------------------------------------------------------------------------
     def _n_buckets(self, n: int) -> int:
-        nc = math.ceil(n / min(self.config.bucket_size, n))
+        nc = math.ceil(n / self.config.bucket_size)
         return nc + nc % 2 if nc > 1 else 1
 
     def _draw(self) -> torch.Tensor:
@@ -133,16 +139,26 @@ class ReformerLSH(effx.Attention):
         bs = min(self.config.bucket_size, n)
         npad = math.ceil(n / bs) * bs
         rot = self._current_rotations()
-        pad = ~kpm if kpm is not None else None  # padding never moves real tokens between chunks
+        pad = (~kpm)[:, None, :] if kpm is not None else None  # (B, 1, N): never moves real tokens between chunks
         shared = self.config.shared_qk
         unit_q = F.normalize(q, dim=-1) if shared else None  # the keys under shared-QK
         with torch.no_grad():
             qperm = self._sort(unit_q if shared else q, rot, npad, bs, pad)
-            kperm = qperm if shared else self._sort(k, rot, npad, bs, pad)
+            kperm = qperm if shared else self._sort(k, rot, npad, bs, hidden_keys(pad, attn_mask, q.shape))
         p = self.ctx.dropout if self.training else 0.0
         return chunked_attention(q, k, v, qperm, kperm, bs, shared_qk=shared,
                                  dedup=self.config.dedup, dropout_p=p, key_padding_mask=kpm,
                                  attn_mask=attn_mask, rel_bias=rel_bias, pool=self._pool, unit_q=unit_q)
+
+
+def hidden_keys(pad: torch.Tensor | None, attn_mask: torch.Tensor | None, shape) -> torch.Tensor | None:
+    """Keys no query may see - padding, and columns ``attn_mask`` hides from every query - as
+    ``(B|1, H|1, N)`` True; they are sorted last, so they take no chunk slot from a visible key."""
+    if attn_mask is None:
+        return pad
+    b, h, n = shape[:3]
+    unseen = ~attn_mask_4d(attn_mask, b, h, n).any(dim=-2)  # (B|1, H|1, N)
+    return unseen if pad is None else unseen | pad
 
 
 def angular_buckets(x: torch.Tensor, rotations: torch.Tensor, n_buckets: int, out=None) -> torch.Tensor:

@@ -300,7 +300,7 @@ def test_balanced_tree_puts_each_tight_cluster_in_one_chunk():
     x = F.normalize(x[torch.randperm(nc * bs, generator=g)], dim=-1)
     label = (x @ centres.T).argmax(-1)  # (N,)
     directions = torch.randn(1, D, 2, 3, generator=g)
-    order = tree_order(x.view(1, 1, -1, D), directions, nc * bs, depth=3)  # (1, 1, 2, N)
+    order = tree_order(x.view(1, 1, -1, D), directions, nc * bs, depth=3, bucket_size=bs)  # (1, 1, 2, N)
     for r in range(2):
         chunks = label[order[0, 0, r]].view(nc, bs)
         assert (chunks == chunks[:, :1]).all(), "a chunk mixes clusters"
