@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import EffxError
+
 
 @attrs.frozen
 class EmptyConfig:
@@ -89,12 +91,28 @@ class RelativeBias:
         return self.table[:, idx]  # (H, N, N)
 
     def gather(self, qpos: torch.Tensor, kpos: torch.Tensor) -> torch.Tensor:
-        """Bias for position pairs. ``qpos``/``kpos`` broadcast to ``[B, H, *S]``; returns that shape."""
-        offset = qpos - kpos + self.n - 1  # (B, H, *S)
-        b, h = offset.shape[:2]
-        flat = offset.reshape(b, h, -1).clamp_(0, 2 * self.n - 2)  # (B, H, M)
+        """Bias of position pairs: ``table[h, qpos - kpos + N - 1]``.
+
+        ``qpos``, ``kpos``: integer positions in ``[0, N)`` whose shapes broadcast to
+        ``[B, H, *S]`` with ``H`` equal to the table's head count (a size-1 head axis would give
+        every head one head's bias, so it is refused, as are plain ``[*S]`` positions: add the
+        two leading axes, e.g. ``pos[None, None].expand(B, H, ...)``). Returns ``[B, H, *S]``.
+        """
+        heads = self.table.shape[0]
+        offset = torch.broadcast_tensors(qpos, kpos)[0].shape
+        if qpos.dtype.is_floating_point or kpos.dtype.is_floating_point:
+            raise EffxError("RelativeBias.gather takes integer positions, got floating-point ones")
+        if len(offset) < 2 or offset[1] != heads:
+            raise EffxError(f"RelativeBias.gather: positions must broadcast to [B, {heads}, ...] (one row per "
+                            f"head), got shape {tuple(offset)}")
+        for name, pos in (("qpos", qpos), ("kpos", kpos)):
+            if pos.numel() and (int(pos.min()) < 0 or int(pos.max()) >= self.n):
+                raise EffxError(f"RelativeBias.gather: {name} must lie in [0, {self.n}), got "
+                                f"[{int(pos.min())}, {int(pos.max())}]")
+        idx = (qpos - kpos + self.n - 1).expand(offset)  # (B, H, *S)
+        b = offset[0]
         table = self.table.unsqueeze(0).expand(b, -1, -1)  # (B, H, 2N-1)
-        return torch.gather(table, 2, flat).reshape(offset.shape)
+        return torch.gather(table, 2, idx.reshape(b, heads, -1)).reshape(offset)
 
 
 class Attention(nn.Module):
@@ -109,6 +127,16 @@ class Attention(nn.Module):
     Config: ClassVar[type] = EmptyConfig
     capabilities: ClassVar[AttentionCapabilities] = AttentionCapabilities()
     exact: ClassVar[bool] = False  # True if output equals softmax attention up to rounding
+    # True if which keys a query compares depends on key content (e.g. LSH buckets): then a key hidden
+    # from some queries only may still change other keys' routing (effx.testing relaxes that check)
+    content_routed: ClassVar[bool] = False
+    # relative error vs exact attention with the same dense relative bias that effx.testing allows
+    rel_bias_tolerance: ClassVar[float] = 1e-4
+
+    @classmethod
+    def gradcheck_configs(cls) -> tuple:
+        """Configs whose code paths effx.testing checks with float64 gradcheck (default: the default)."""
+        return (cls.Config(),)
 
     def __init__(self, config: Any, ctx: AttentionContext) -> None:
         super().__init__()

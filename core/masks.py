@@ -53,7 +53,10 @@ def attn_mask_4d(attn_mask: torch.Tensor, batch: int, heads: int, n: int) -> tor
 def combine(
     key_padding_mask: torch.Tensor | None, attn_mask: torch.Tensor | None, batch: int, heads: int, n: int
 ) -> torch.Tensor | None:
-    """Merge both masks into one ``[B|1, H|1, N, N]`` boolean (quadratic; for exact attention)."""
+    """Merge both masks (bool or 0/1 integers) into one ``[B|1, H|1, N, N]`` boolean (quadratic; for
+    exact attention)."""
+    key_padding_mask = as_bool(key_padding_mask, "key_padding_mask")
+    attn_mask = as_bool(attn_mask, "attn_mask")
     out = None
     if attn_mask is not None:
         out = attn_mask_4d(attn_mask, batch, heads, n)

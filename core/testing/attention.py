@@ -161,9 +161,11 @@ def check_matches_exact(cls, config=None) -> None:
 
 
 def attention_checks() -> list[Callable]:
+    from .properties import property_checks
+
     return [check_shape_and_lengths, check_padding_invariance, check_dense_mask_invariance,
             check_fully_masked_rows, check_gradients, check_dtypes, check_batch_independence,
-            check_relative_bias, check_matches_exact]
+            check_relative_bias, check_matches_exact, *property_checks()]
 
 
 def run_attention_checks(cls, config=None) -> None:

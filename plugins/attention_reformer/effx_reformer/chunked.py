@@ -386,8 +386,9 @@ def relative_bias(rel_bias, qperm, kperm, bs: int, dtype: torch.dtype) -> torch.
     """``rel_bias.gather`` at the true positions of the compared pairs: ``(T, bs, 3bs)``."""
     b, h = qperm.shape[:2]
     t = qperm.numel() // bs
-    kpos = _padded_windows(kperm.reshape(-1), bs, t).view(b, h, -1, 1, 3 * bs)  # (B, H, R*nc, 1, 3bs)
-    qpos = qperm.view(b, h, -1, bs, 1)  # (B, H, R*nc, bs, 1)
+    n = rel_bias.n  # padding slots (positions >= n) read position n-1: their scores are masked anyway
+    kpos = _padded_windows(kperm.reshape(-1), bs, t).clamp_(max=n - 1).view(b, h, -1, 1, 3 * bs)  # (B, H, R*nc, 1, 3bs)
+    qpos = qperm.clamp(max=n - 1).view(b, h, -1, bs, 1)  # (B, H, R*nc, bs, 1)
     return rel_bias.gather(qpos, kpos).to(dtype).reshape(t, bs, 3 * bs)
 
 

@@ -67,6 +67,13 @@ class ReformerLSH(effx.Attention):
     capabilities = effx.AttentionCapabilities(key_padding_mask=True, attn_mask=True,
                                               positional=frozenset(effx.PositionMode))
     exact = False
+    content_routed = True  # which keys a query compares depends on the keys' content (their buckets)
+    rel_bias_tolerance = 1.0  # only compared pairs get a bias; the suite checks per-head fidelity, not value
+
+    @classmethod
+    def gradcheck_configs(cls) -> tuple:
+        c = cls.Config
+        return (c(), c(shared_qk=False), c(rotations="fixed", dedup=False, n_hashes=1))
 
     def __init__(self, config, ctx) -> None:
         super().__init__(config, ctx)

@@ -77,3 +77,17 @@ def test_dropout_only_in_training(impl):
 
 def test_plugin_is_installed():
     assert effx.load_registry().get("attention", "sdpa").cls is SDPAttention
+
+
+@pytest.mark.parametrize("impl", ["fused", "explicit"])
+def test_integer_masks_mean_what_bool_masks_mean(impl):
+    """core/masks.py documents 0/1 integer masks as accepted: both paths take them, same result."""
+    att = SDPAttention(SDPAttention.Config(impl=impl), effx.AttentionContext(2, 8, 64)).eval()
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 10, 8, generator=g) for _ in range(3))
+    kpm = torch.ones(2, 10, dtype=torch.bool)
+    kpm[1, 6:] = False
+    mask = torch.rand(10, 10, generator=g) > 0.3
+    ref = att(q, k, v, key_padding_mask=kpm, attn_mask=mask)
+    out = att(q, k, v, key_padding_mask=kpm.long(), attn_mask=mask.to(torch.int32))
+    assert torch.equal(out, ref)
