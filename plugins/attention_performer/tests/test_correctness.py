@@ -138,3 +138,27 @@ def test_fused_blocks_and_online_key_stabiliser(cls, eps, monkeypatch):
     args = tuple(t[:, :, :40].clone().requires_grad_() for t in (q, k, v))
     assert torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, key_padding_mask=kpm[:, :40]), args,
                                     eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
+def test_relative_bias_changes_each_head_as_exact_attention_does(cls):
+    """A per-head, asymmetric bias moves each head's output as the dense bias moves exact attention,
+    within the class's stated ``rel_bias_bound`` (head 0's bias applied to every head would not)."""
+    n, h, d = 32, 2, 16
+    g = torch.Generator().manual_seed(3)
+    q, k = (torch.randn(2, h, n, d, generator=g) * 0.5 for _ in range(2))
+    v = torch.randn(2, h, n, d, generator=g)
+    table = torch.randn(h, 2 * n - 1, generator=g)
+    att = cls(cls.Config(), effx.AttentionContext(h, d, 256, seed=0)).eval()
+
+    def exact(bias=None):
+        s = q.double() @ k.double().transpose(-2, -1) / d**0.5 + (0 if bias is None else bias.double())
+        return torch.softmax(s, -1) @ v.double()
+
+    with torch.no_grad():
+        base = att(q, k, v).double()
+        moved = att(q, k, v, rel_bias=effx.RelativeBias(table, n)).double() - base
+        wrong = att(q, k, v, rel_bias=effx.RelativeBias(table[:1].expand(h, -1), n)).double() - base
+    ref = exact(effx.RelativeBias(table, n).dense()) - exact()
+    assert rel(moved, ref) < cls.rel_bias_bound
+    assert rel(wrong, ref) > cls.rel_bias_bound
