@@ -26,9 +26,10 @@ where FAVOR+ fails (peaked attention). ``A`` is a function of the data and the g
 through it (the backward is the derivative of this forward); the estimator is unbiased for any fixed A.
 
 Feature ``eps``. As in ``performer_favor`` (see :mod:`effx_performer.features`), ``feature_eps``
-(default 1e-4) is added to every feature after the max shift and the ``exp(-|x|^2/2)`` factor;
-``D`` is dropped and ``A |w|^2`` stays inside the shifted logit, so with A = 0 the features are
-exactly FAVOR+'s. ``feature_eps: 0`` gives the unbiased OPRF estimator.
+(default 1.0) is an absolute floor added to every textbook OPRF feature
+``D exp(A |w|^2 + B w . x - |x|^2/2)`` (mean 1 over ``w``; ``log D`` and ``A |w|^2`` are the
+per-feature logit offset), so with A = 0 the features are exactly FAVOR+'s. ``feature_eps: 0``
+gives the unbiased OPRF estimator.
 
 Dense ``attn_mask``: a statistic over all tokens would let a masked key influence queries that may
 not see it, so under a dense mask the variant uses A = 0 (plain FAVOR+ features) and stays exact
@@ -40,7 +41,7 @@ import attrs
 import torch
 
 from .favor import PerformerAttention
-from .features import REFERENCE_EPS
+from .features import DEFAULT_FEATURE_EPS
 
 
 @attrs.frozen
@@ -48,7 +49,7 @@ class PerformerPlusPlusConfig:
     nb_features: int = attrs.field(default=256, validator=attrs.validators.ge(1))
     redraw_interval: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
     # same role as in performer_favor: added to every stabilised feature; 0 = unbiased estimator
-    feature_eps: float = attrs.field(default=REFERENCE_EPS, validator=attrs.validators.ge(0.0))
+    feature_eps: float = attrs.field(default=DEFAULT_FEATURE_EPS, validator=attrs.validators.ge(0.0))
 
     @property
     def kernel(self) -> str:

@@ -23,14 +23,21 @@ the same for ANY value of the stabilisers: a masked key cannot reach an output t
 backward may treat them as constants and still be the exact derivative of the forward. Because
 ``l`` includes ``-|x|^2/2``, a large-norm key (whose logits are all very negative) never sets
 ``c_K``, so it cannot push the other keys' features to 0; including ``log eps`` keeps
-``eps e^-c <= 1``, so nothing overflows. The unstabilised estimator is unbiased at ``eps = 0``; its
-variance grows like ``exp(2|x + y|^2)`` (docs/bench/performer-fidelity.md measures where it beats
-uniform attention).
+``eps e^-c <= 1``, so nothing overflows.
 
-Both maps without ``eps`` are bounded by 1, so no inf can appear downstream. The padding term and
+What ``eps`` does. The estimator is unbiased at ``eps = 0``, but its variance grows like
+``exp(2|x + y|^2)``. With ``f + eps`` every kernel entry gains ``eps (f_q + f_k) + eps^2``, about
+``2 eps + eps^2`` (``f`` has mean 1): a constant added to every visible key's weight, i.e. a
+shrinkage of each row towards the mean of its visible values, the same for every query and key
+scale (it does not depend on the stabilisers). It trades bias for variance: the default 1.0
+lowers the error against exact attention wherever the unbiased estimator is no better than uniform
+attention, and raises it where the estimator is already accurate (many features, small logit
+spread); docs/approx_error_performer.md measures both.
+
+Both maps are bounded by 2, so no inf can appear downstream. The padding term and
 ``a_m`` are folded into the projection matmul by augmenting ``x`` and ``w`` with one column each;
-the ``-|x|^2/2`` row term is applied in the same pass that subtracts the max, and ``eps`` enters
-the contractions analytically (``(F + eps) S = F S + eps 1 colsum(S)``), so no extra pass over the
+the ``-|x|^2/2`` row term is applied in the same pass that subtracts the stabiliser, and ``eps`` enters
+the contractions analytically (``(F + e) S = F S + e 1 colsum(S)``, ``e = eps e^-c``), so no extra pass over the
 ``[B, H, N, M]`` tensor is spent on any of them. Callers run this in fp32.
 """
 from __future__ import annotations
@@ -41,7 +48,7 @@ import torch
 
 MASKED_LOGIT = -1e30  # logit of a padded key: exp() underflows to exactly 0 and no inf appears
 DEN_FLOOR = 1e-20  # normaliser below which a query "sees" no key in fp32 features (both maps peak at 1)
-REFERENCE_EPS = 1e-4  # performer-pytorch softmax_kernel's eps, added to every positive feature
+DEFAULT_FEATURE_EPS = 1.0  # absolute floor on the textbook features (mean 1): shrinks towards uniform weights
 
 
 def orthogonal_gaussian(m: int, d: int, generator: torch.Generator) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch
 
 import effx
 from effx.errors import ConfigError
+from effx_performer import fused
 from effx_performer.favor import PerformerAttention
 from effx_performer.favor_pp import PerformerPlusPlusAttention
 
@@ -102,15 +103,62 @@ def test_gradcheck_float64(cls, path):
     att = make(cls, m=8, dh=4, dtype=torch.float64, **overrides)
     q, k, v = (t.requires_grad_() for t in qkv(n=6, dh=4, std=0.6, dtype=torch.float64))
     extra = kwargs(6)
-    # the estimator runs in fp32 internally; gradcheck against float64 finite differences needs float64
-    with torch.autocast("cpu", enabled=False), pytest.warns(None) if False else _nullcontext():
-        assert torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, **extra), (q, k, v), eps=1e-6, atol=1e-5,
-                                        rtol=1e-3)
+    # float64 inputs are computed in float64, so finite differences are meaningful
+    assert torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, **extra), (q, k, v), eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
+@pytest.mark.parametrize("eps", [0.0, 1.0])
+@pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
+def test_fused_blocks_and_online_key_stabiliser(cls, eps, monkeypatch):
+    """The fused core splits each head into row blocks and finds the key stabiliser online: keys
+    whose norms grow along the sequence raise the running maximum block after block (the
+    accumulated sums are rescaled). Values and gradients equal the one-block computation, padded
+    trailing blocks change nothing, and float64 gradcheck passes through the block path."""
+    n = 50
+    q, k, v = qkv(n=n, dh=8, std=0.5, dtype=torch.float64)
+    k = k * torch.linspace(0.2, 2.0, n, dtype=torch.float64)[:, None]  # later blocks hold larger keys
+    kpm = torch.ones(2, n, dtype=torch.bool)
+    kpm[1, 30:] = False  # the last blocks of batch row 1 are all padding
+    att = make(cls, m=16, dh=8, dtype=torch.float64, feature_eps=eps)
+    w_out = torch.randn(2, 2, n, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
 
-    def __exit__(self, *exc):
-        return False
+    def run(rows):
+        monkeypatch.setattr(fused, "BLOCK_ELEMENTS", rows * 16)
+        a, b, c = (t.clone().requires_grad_() for t in (q, k, v))
+        out = att(a, b, c, key_padding_mask=kpm)
+        return out, torch.autograd.grad((out * w_out).sum(), (a, b, c))
+
+    one, g_one = run(1 << 20)
+    many, g_many = run(16)  # 16-row blocks: 4 blocks per head
+    torch.testing.assert_close(many, one, rtol=1e-12, atol=1e-12)
+    for g1, g2 in zip(g_many, g_one):
+        torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-12)
+    alone = att(q[1:, :, :30], k[1:, :, :30], v[1:, :, :30])
+    torch.testing.assert_close(many[1:, :, :30], alone, rtol=1e-12, atol=1e-12)
+    args = tuple(t[:, :, :40].clone().requires_grad_() for t in (q, k, v))
+    assert torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, key_padding_mask=kpm[:, :40]), args,
+                                    eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
+def test_relative_bias_changes_each_head_as_exact_attention_does(cls):
+    """A per-head, asymmetric bias moves each head's output as the dense bias moves exact attention,
+    within the class's stated ``rel_bias_tolerance`` (head 0's bias applied to every head would not)."""
+    n, h, d = 32, 2, 16
+    g = torch.Generator().manual_seed(3)
+    q, k = (torch.randn(2, h, n, d, generator=g) * 0.5 for _ in range(2))
+    v = torch.randn(2, h, n, d, generator=g)
+    table = torch.randn(h, 2 * n - 1, generator=g)
+    att = cls(cls.Config(), effx.AttentionContext(h, d, 256, seed=0)).eval()
+
+    def exact(bias=None):
+        s = q.double() @ k.double().transpose(-2, -1) / d**0.5 + (0 if bias is None else bias.double())
+        return torch.softmax(s, -1) @ v.double()
+
+    with torch.no_grad():
+        base = att(q, k, v).double()
+        moved = att(q, k, v, rel_bias=effx.RelativeBias(table, n)).double() - base
+        wrong = att(q, k, v, rel_bias=effx.RelativeBias(table[:1].expand(h, -1), n)).double() - base
+    ref = exact(effx.RelativeBias(table, n).dense()) - exact()
+    assert rel(moved, ref) < cls.rel_bias_tolerance
+    assert rel(wrong, ref) > cls.rel_bias_tolerance
