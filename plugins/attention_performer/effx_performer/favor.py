@@ -32,6 +32,7 @@ import attrs
 import torch
 
 import effx
+from effx.bounds import at_least
 from effx.masks import as_bool, attn_mask_4d
 
 from .features import (
@@ -55,12 +56,12 @@ _WARNED: set[str] = set()  # attention types that already warned about the dense
 
 @attrs.frozen
 class PerformerConfig:
-    nb_features: int = attrs.field(default=256, validator=attrs.validators.ge(1))
-    redraw_interval: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
+    nb_features: int = attrs.field(default=256, validator=at_least(1))
+    redraw_interval: int = attrs.field(default=1000, validator=at_least(0))
     kernel: Literal["softmax", "relu"] = "softmax"
     # added to every positive feature after stabilisation, as in performer-pytorch (default = its
     # 1e-4); 0 = the unbiased estimator, whose variance explodes for |q|, |k| ~ sqrt(Dh) (features.py)
-    feature_eps: float = attrs.field(default=REFERENCE_EPS, validator=attrs.validators.ge(0.0))
+    feature_eps: float = attrs.field(default=REFERENCE_EPS, validator=at_least(0.0))
 
 
 def linear_attention(qp: torch.Tensor, kp: torch.Tensor, v_ext: torch.Tensor) -> torch.Tensor:
