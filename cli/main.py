@@ -1,6 +1,7 @@
 """``effx`` - thin Click CLI. Heavy imports (torch) stay inside command bodies so --help is instant.
 
-Every known user mistake (:class:`effx.errors.EffxError`) becomes ``Error: <one line>`` and exit 1.
+Every known user mistake (:class:`effx.errors.EffxError`) and every operating-system error (disk full,
+read-only folder, ...) becomes ``Error: <one line>`` and exit 1.
 """
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ class EffxGroup(click.Group):
     """Turns EffxError into a one-line ClickException, wherever it is raised."""
 
     def invoke(self, ctx: click.Context):
-        from effx.errors import EffxError
+        from effx.errors import EffxError, os_error_message
 
         try:
             return super().invoke(ctx)
         except EffxError as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # disk full, read-only folder, a file given as --root, ...
+            raise click.ClickException(os_error_message(exc)) from None
 
 
 @click.group(cls=EffxGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -107,7 +107,8 @@ def read_file(path: str | Path, fmt: str = "auto", key: str = "data.train",
     """Read one local file into a Dataset with its own columns (``text`` only for plain text)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise EffxError(f"{key}: file {path} not found; fix the path (relative paths are from the current directory)")
+        raise EffxError(f"{key}: file {path} not found; fix the path (relative data paths are "
+                        f"resolved against the experiments root: --root, else $EFFX_ROOT, else the current directory)")
     fmt = file_format(path, fmt, key)
     if path.stat().st_size == 0:
         raise EffxError(_no_records(key, path))
