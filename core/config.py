@@ -92,7 +92,7 @@ class DataConfig:
     format: Literal["auto", "csv", "json", "jsonl", "parquet", "text"] = "auto"
     text_field: str = "text"
     label_field: str = "label"
-    max_length: int = attrs.field(default=128, validator=at_least(1))
+    max_length: int = attrs.field(default=128, validator=at_least(2))  # room for [CLS] and [SEP]
     validation_fraction: float = attrs.field(default=0.1, validator=between(0, 1, low_open=True, high_open=True))
     max_train_samples: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
     max_eval_samples: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
