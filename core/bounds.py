@@ -12,8 +12,10 @@ from typing import Any
 
 from attrs.validators import optional  # noqa: F401  (re-exported for Optional fields)
 
+from .errors import ConfigError
 
-class BoundsError(ValueError):
+
+class BoundsError(ValueError, ConfigError):
     """A config value outside its field's valid range (``field`` names the attribute)."""
 
     def __init__(self, field: str, message: str) -> None:

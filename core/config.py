@@ -264,10 +264,10 @@ _FIELD = "\x1f"  # separates a message from the attribute it is about (see _form
 
 
 def _format(exc: BaseException, t: Any) -> str:
-    if isinstance(exc, (_Mismatch, ConfigError)):
-        return str(exc)
     if isinstance(exc, BoundsError):
         return f"{exc.message}{_FIELD}{exc.field}"
+    if isinstance(exc, (_Mismatch, ConfigError)):
+        return str(exc)
     if isinstance(exc, ForbiddenExtraKeysError):
         extra = sorted(exc.extra_fields)
         msg = f"extra fields found ({', '.join(extra)})"

@@ -15,9 +15,12 @@ finishes is ignored.
 from __future__ import annotations
 
 import io
+import os
 import random
 import shutil
 import signal
+import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -36,6 +39,7 @@ from . import checkpoint as ckpt
 from .distributed import Dist
 from .experiment import check_consistency, resolve_finetune
 from .lock import ExperimentLock
+from .memory_check import check_fits
 from .loop import Interrupted, Trainer, TrainingFailed
 from .paths import require_experiment, resolve_data_path, resolve_root
 from .precision import Precision
@@ -102,7 +106,7 @@ class Session:
 
     # ------------------------------------------------------------------ run
     def run(self, resume: bool, overwrite: bool) -> RunResult:
-        with _signals(self._on_signal):
+        with _signals(self._on_signal, self._must_stop_now, self._hard_stop):
             self.dist = Dist(self.cfg.train.device)
             try:
                 with ExperimentLock(self.exp, f"{self.kind}/{self.exp.name}") if self.dist.main else _no_lock():
@@ -122,6 +126,7 @@ class Session:
         tok, source_state = self._tokenizer_and_weights(payload)
         train_ds, val_ds, label_names, unk = self._data(tok, payload)
         model = self._model(source_state)
+        check_fits(self.cfg, model.num_parameters(), train_ds.lengths, val_ds.lengths, self.dist.device)
         files = RunFiles(self.exp, enabled=self.dist.main)
         files.open(payload["position"]["step"] if payload else None)
         self.files = files
@@ -153,6 +158,7 @@ class Session:
                           stop_requested=self._stop.is_set)
         if payload is not None:
             trainer.restore(payload)
+        self.trainer = trainer
         wb.summary({"unk_rate_validation": unk})
         code = 1
         try:
@@ -211,6 +217,22 @@ class Session:
         if self._stop.is_set():
             raise KeyboardInterrupt
         self._stop.set()
+
+    def _must_stop_now(self, count: int) -> bool:
+        """Whether the ``count``-th signal asks to stop at once (not after the current step)."""
+        return count >= 2 or self._phase in ("startup", "stopping")
+
+    def _hard_stop(self, signum: int) -> None:
+        """The main thread is stuck in a long operation and did not stop: record that and exit."""
+        trainer = getattr(self, "trainer", None)
+        step, epoch = (trainer.pos.step, trainer.pos.epoch) if trainer is not None else (0, 0)
+        name = signal.Signals(signum).name
+        if self.files is not None and not self._marked:
+            self._mark("interrupted", step, epoch, f"stopped by {name} during a long operation, without a "
+                                                   f"checkpoint of the step in progress")
+        hint = "continue with -resume" if trainer is not None else "run the command again"
+        print(f"Interrupted: stopped by {name} during a long operation; {hint}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
 
     def _remove_leftovers(self) -> None:
         """Delete temporary files of writers killed mid-write (the lock says none is alive)."""
@@ -414,19 +436,68 @@ class _no_lock:
 
 
 class _signals:
-    """Route SIGINT/SIGTERM to ``handler`` for the duration of the run (main thread only)."""
+    """Route SIGINT/SIGTERM to ``handler`` for the duration of the run (main thread only).
 
-    def __init__(self, handler) -> None:
-        self.handler = handler
+    Python runs a signal handler only between bytecodes, so a long call into C (one huge attention
+    product, tokenising a big file) would delay it indefinitely. A watchdog thread therefore hears
+    every signal at once (``signal.set_wakeup_fd``); when ``urgent(count)`` says the signal asks to
+    stop at once and the process is still alive ``GRACE_S`` later, it calls ``hard_stop(signum)``.
+    """
+
+    GRACE_S = 5.0
+
+    def __init__(self, handler, urgent=None, hard_stop=None) -> None:
+        self.handler, self.urgent, self.hard_stop = handler, urgent, hard_stop
         self.old: dict = {}
+        self.count = 0
+        self.timers: list[threading.Timer] = []
+        self.sockets: tuple | None = None
+        self.closing = False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.old[sig] = signal.signal(sig, lambda s, f: self.handler(s))
+            if self.hard_stop is not None:
+                self._start_watchdog()
         return self
 
+    def _start_watchdog(self) -> None:
+        r, w = socket.socketpair()
+        w.setblocking(False)
+        self.old_fd = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+        self.sockets = (r, w)
+        self.thread = threading.Thread(target=self._watch, args=(r,), daemon=True, name="effx-signal-watchdog")
+        self.thread.start()
+
+    def _watch(self, r) -> None:
+        while True:
+            try:
+                data = r.recv(64)
+            except OSError:
+                return
+            if not data or self.closing:
+                return
+            for signum in data:
+                if signum not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                self.count += 1
+                if self.urgent(self.count):
+                    timer = threading.Timer(self.GRACE_S, self.hard_stop, args=(signum,))
+                    timer.daemon = True
+                    self.timers.append(timer)
+                    timer.start()
+
     def __exit__(self, *exc):
+        for timer in self.timers:
+            timer.cancel()
+        if self.sockets is not None:
+            signal.set_wakeup_fd(self.old_fd)
+            self.closing = True
+            self.sockets[1].send(b"\0")  # wakes the watchdog, which then returns
+            self.thread.join()
+            for sock in self.sockets:
+                sock.close()
         for sig, old in self.old.items():
             signal.signal(sig, old)
         return False
