@@ -77,24 +77,10 @@ def finetune_cmd(exp, pretrain, ckpt, resume, overwrite, root):
     _run(go, f"effx finetune -exp {exp} -pretrain {pretrain} -resume")
 
 
-class _EarlyStop(BaseException):
-    """SIGINT/SIGTERM before the run took over signal handling (nothing has been written yet)."""
-
-
-def _early_stop(signum, frame):
-    signal.signal(signum, signal.SIG_IGN)  # one is enough; the run is stopping
-    raise _EarlyStop(signum)
-
-
 def _run(fn, resume_cmd: str) -> None:
-    """Run ``fn``; signals before the run installs its own handlers stop it cleanly, too."""
-    old = {sig: signal.signal(sig, _early_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """Run ``fn`` (a signal before the run handles signals itself is handled by the ``effx`` group)."""
     try:
         result = fn()
-    except _EarlyStop as stop:
-        signum = stop.args[0]
-        click.echo(f"Interrupted by {signal.Signals(signum).name} before the run started; nothing was changed", err=True)
-        sys.exit(EXIT_SIGNAL_BASE + signum)
     except BaseException as exc:
         from effx.train import Interrupted
 
@@ -103,9 +89,6 @@ def _run(fn, resume_cmd: str) -> None:
         hint = "run the command again" if exc.startup else f"continue with `{resume_cmd}`"
         click.echo(f"Interrupted: {exc}; {hint}", err=True)
         sys.exit(EXIT_SIGNAL_BASE + (exc.signum or signal.SIGINT))
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
     val = " ".join(f"{k}={v:.4f}" for k, v in result.validation.items() if isinstance(v, float))
     click.echo(f"finished at step {result.step}: validation {val}")
     click.echo(f"artefacts: {result.exp_dir}")

@@ -5,13 +5,48 @@ read-only folder, ...) becomes ``Error: <one line>`` and exit 1.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from pathlib import Path
 
-import click
+
+class _EarlyStop(BaseException):
+    """SIGINT/SIGTERM before a command took over signal handling."""
+
+
+def _early_stop(signum, frame):
+    signal.signal(signum, signal.SIG_IGN)  # one is enough: the command is stopping
+    raise _EarlyStop(signum)
+
+
+def _install_early_stop() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _early_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+if Path(sys.argv[0]).name == "effx":  # the console script: cover the imports below as well
+    _install_early_stop()
+
+import click  # noqa: E402
 
 
 class EffxGroup(click.Group):
-    """Turns EffxError into a one-line ClickException, wherever it is raised."""
+    """Turns EffxError into a one-line ClickException, wherever it is raised; a signal before a
+    command handles signals itself ends it with one line and exit code 128 + the signal number."""
+
+    def main(self, *args, **kwargs):
+        old = _install_early_stop()
+        try:
+            return super().main(*args, **kwargs)
+        except _EarlyStop as stop:
+            name = signal.Signals(stop.args[0]).name
+            click.echo(f"Interrupted by {name}; no file was left half-written", err=True)
+            sys.exit(128 + stop.args[0])
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
     def invoke(self, ctx: click.Context):
         from effx.errors import EffxError, os_error_message

@@ -280,7 +280,7 @@ def test_eval_scores_the_edited_config_and_says_which_file_and_warns_about_trunc
     (signal.SIGINT, "effx.train.run", "Session", "_model", None),
     (signal.SIGTERM, "effx.train.run", "Session", "_write_start_files", "interrupted"),  # 'running' written
     (signal.SIGINT, "effx.train.run", "WandbLogger", "__init__", "interrupted"),
-    (signal.SIGINT, "effx.plugins", "", "load_registry", "before the run started"),  # the CLI is importing
+    (signal.SIGINT, "effx.plugins", "", "load_registry", "no file was left half-written"),  # CLI importing
 ], ids=["term-model", "int-model", "term-startfiles", "int-wandb", "int-registry"])
 def test_signal_during_start_up_leaves_a_truthful_status_and_no_traceback(base, tmp_path, sig, module, cls, attr,
                                                                            state):

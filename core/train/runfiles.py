@@ -13,6 +13,7 @@ Warnings also go to the console; errors do not (the caller reports the exception
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -135,9 +136,17 @@ class RunFiles:
 
     def status(self, status: str, step: int, epoch: int, cause: str | None = None) -> None:
         assert status in STATUSES, status
-        if self.enabled:
-            write_json(self.status_path, {"status": status, "cause": cause, "step": step, "epoch": epoch,
-                                          "updated": now_iso()})
+        if not self.enabled:
+            return
+        data = {"status": status, "cause": cause, "step": step, "epoch": epoch, "updated": now_iso()}
+        try:
+            write_json(self.status_path, data)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not self.status_path.exists():
+                raise
+            with open(self.status_path, "r+", encoding="utf-8") as fh:  # a full disk has no room for a
+                fh.write(json.dumps(data, indent=2, default=str) + "\n")  # new file: reuse the old one's
+                fh.truncate()
 
     def info(self, msg: str) -> None:
         self.log.info(msg)
