@@ -28,10 +28,10 @@ import attrs
 import numpy as np
 import torch
 
+from ..atomic import leftovers
 from ..config import ExperimentConfig, dump_yaml, load_experiment, load_yaml, to_dict
 from ..data import EncodedDataset, encode_with_stats, load_splits, tokenizer_from_str, tokenizer_to_str
 from ..data import load_tokenizer, train_tokenizer, unk_rate
-from ..atomic import leftovers
 from ..errors import ConfigError
 from ..plugins import load_registry
 from ..sysinfo import run_info
@@ -39,8 +39,8 @@ from . import checkpoint as ckpt
 from .distributed import Dist
 from .experiment import check_consistency, resolve_finetune
 from .lock import ExperimentLock
-from .memory_check import check_fits
 from .loop import Interrupted, Trainer, TrainingFailed
+from .memory_check import check_fits
 from .paths import require_experiment, resolve_data_path, resolve_root
 from .precision import Precision
 from .runfiles import RunFiles, atomic_write_bytes, atomic_write_text, read_status, write_json
@@ -103,6 +103,7 @@ class Session:
         self._phase = "startup"  # -> training -> finishing; "stopping" once a start-up signal arrived
         self.signum: int | None = None
         self.files: RunFiles | None = None
+        self.trainer: Trainer | None = None
 
     # ------------------------------------------------------------------ run
     def run(self, resume: bool, overwrite: bool) -> RunResult:
@@ -224,7 +225,7 @@ class Session:
 
     def _hard_stop(self, signum: int) -> None:
         """The main thread is stuck in a long operation and did not stop: record that and exit."""
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         step, epoch = (trainer.pos.step, trainer.pos.epoch) if trainer is not None else (0, 0)
         name = signal.Signals(signum).name
         if self.files is not None and not self._marked:
