@@ -5,12 +5,14 @@ Experiments live under ``--root DIR`` / ``$EFFX_ROOT`` / the current directory.
 """
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
 
-ROOT_HELP = "Folder holding pretrain/ and finetune/ (default: $EFFX_ROOT, else the current directory)."
-EXIT_INTERRUPTED = 130
+ROOT_HELP = ("Folder holding pretrain/ and finetune/ (default: $EFFX_ROOT, else the current directory); "
+             "relative data paths in configs are resolved against it.")
+EXIT_SIGNAL_BASE = 128  # a run stopped by signal N exits with 128 + N (130 for SIGINT, 143 for SIGTERM)
 
 
 def _root_option(f):
@@ -48,9 +50,12 @@ def init_cmd(exp, template, sets, force, finetune, root):
 @_root_option
 def pretrain_cmd(exp, resume, overwrite, root):
     """Pretrain with masked-language modelling; writes everything into pretrain/NAME/."""
-    from effx.train import run_pretrain
+    def go():
+        from effx.train import run_pretrain
 
-    _run(lambda: run_pretrain(exp, root=root, resume=resume, overwrite=overwrite), f"effx pretrain -exp {exp} -resume")
+        return run_pretrain(exp, root=root, resume=resume, overwrite=overwrite)
+
+    _run(go, f"effx pretrain -exp {exp} -resume")
 
 
 @click.command("finetune")
@@ -64,20 +69,26 @@ def pretrain_cmd(exp, resume, overwrite, root):
 @_root_option
 def finetune_cmd(exp, pretrain, ckpt, resume, overwrite, root):
     """Finetune a classifier from a pretraining checkpoint; writes everything into finetune/FT/."""
-    from effx.train import run_finetune
+    def go():
+        from effx.train import run_finetune
 
-    _run(lambda: run_finetune(exp, pretrain, ckpt, root=root, resume=resume, overwrite=overwrite),
-         f"effx finetune -exp {exp} -pretrain {pretrain} -resume")
+        return run_finetune(exp, pretrain, ckpt, root=root, resume=resume, overwrite=overwrite)
+
+    _run(go, f"effx finetune -exp {exp} -pretrain {pretrain} -resume")
 
 
 def _run(fn, resume_cmd: str) -> None:
-    from effx.train import Interrupted
-
+    """Run ``fn`` (a signal before the run handles signals itself is handled by the ``effx`` group)."""
     try:
         result = fn()
-    except Interrupted as exc:
-        click.echo(f"Interrupted: {exc}; continue with `{resume_cmd}`", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except BaseException as exc:
+        from effx.train import Interrupted
+
+        if not isinstance(exc, Interrupted):
+            raise
+        hint = "run the command again" if exc.startup else f"continue with `{resume_cmd}`"
+        click.echo(f"Interrupted: {exc}; {hint}", err=True)
+        sys.exit(EXIT_SIGNAL_BASE + (exc.signum or signal.SIGINT))
     val = " ".join(f"{k}={v:.4f}" for k, v in result.validation.items() if isinstance(v, float))
     click.echo(f"finished at step {result.step}: validation {val}")
     click.echo(f"artefacts: {result.exp_dir}")

@@ -1,24 +1,64 @@
 """``effx`` - thin Click CLI. Heavy imports (torch) stay inside command bodies so --help is instant.
 
-Every known user mistake (:class:`effx.errors.EffxError`) becomes ``Error: <one line>`` and exit 1.
+Every known user mistake (:class:`effx.errors.EffxError`) and every operating-system error (disk full,
+read-only folder, ...) becomes ``Error: <one line>`` and exit 1.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from pathlib import Path
 
-import click
+
+class _EarlyStop(BaseException):
+    """SIGINT/SIGTERM before a command took over signal handling."""
+
+
+def _early_stop(signum, frame):
+    signal.signal(signum, signal.SIG_IGN)  # one is enough: the command is stopping
+    raise _EarlyStop(signum)
+
+
+def _install_early_stop() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _early_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+if Path(sys.argv[0]).name == "effx":  # the console script: cover the imports below as well
+    _install_early_stop()
+
+import click  # noqa: E402
 
 
 class EffxGroup(click.Group):
-    """Turns EffxError into a one-line ClickException, wherever it is raised."""
+    """Turns EffxError into a one-line ClickException, wherever it is raised; a signal before a
+    command handles signals itself ends it with one line and exit code 128 + the signal number."""
+
+    def main(self, *args, **kwargs):
+        old = _install_early_stop()
+        try:
+            return super().main(*args, **kwargs)
+        except _EarlyStop as stop:
+            name = signal.Signals(stop.args[0]).name
+            click.echo(f"Interrupted by {name}; no file was left half-written", err=True)
+            sys.exit(128 + stop.args[0])
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
     def invoke(self, ctx: click.Context):
-        from effx.errors import EffxError
+        from effx.errors import EffxError, os_error_message
 
         try:
             return super().invoke(ctx)
         except EffxError as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # disk full, read-only folder, a file given as --root, ...
+            raise click.ClickException(os_error_message(exc)) from None
 
 
 @click.group(cls=EffxGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,6 +21,7 @@ import cattrs
 import yaml
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from .bounds import BoundsError, at_least, between, each, greater_than, optional
 from .errors import ConfigError
 
 
@@ -59,21 +60,25 @@ class HeadSpec(ComponentSpec):
 class ModelConfig:
     """Architecture of the encoder. Everything here is inherited unchanged by finetuning."""
 
-    vocab_size: int = 8000
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 1024
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
+    vocab_size: int = attrs.field(default=8000, validator=at_least(1))
+    d_model: int = attrs.field(default=256, validator=at_least(1))
+    n_layers: int = attrs.field(default=4, validator=at_least(1))
+    n_heads: int = attrs.field(default=4, validator=at_least(1))
+    d_ff: int = attrs.field(default=1024, validator=at_least(1))
+    dropout: float = attrs.field(default=0.1, validator=between(0, 1, high_open=True))
+    attention_dropout: float = attrs.field(default=0.0, validator=between(0, 1, high_open=True))
+    activation_dropout: float = attrs.field(default=0.0, validator=between(0, 1, high_open=True))
     activation: Literal["gelu", "relu"] = "gelu"
     norm: Literal["pre", "post"] = "pre"
-    layer_norm_eps: float = 1e-5
-    max_seq_len: int = 512
+    layer_norm_eps: float = attrs.field(default=1e-5, validator=greater_than(0))
+    max_seq_len: int = attrs.field(default=512, validator=at_least(1))
     gradient_checkpointing: bool = False
     attention: AttentionSpec = AttentionSpec("sdpa")
     positional: PositionalSpec = PositionalSpec("sin")
+
+    def __attrs_post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise BoundsError("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")
 
 
 @attrs.frozen
@@ -87,68 +92,73 @@ class DataConfig:
     format: Literal["auto", "csv", "json", "jsonl", "parquet", "text"] = "auto"
     text_field: str = "text"
     label_field: str = "label"
-    max_length: int = 128
-    validation_fraction: float = 0.1
-    max_train_samples: Optional[int] = None
-    max_eval_samples: Optional[int] = None
+    max_length: int = attrs.field(default=128, validator=at_least(2))  # room for [CLS] and [SEP]
+    validation_fraction: float = attrs.field(default=0.1, validator=between(0, 1, low_open=True, high_open=True))
+    max_train_samples: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
+    max_eval_samples: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
     length_bucketing: bool = False
-    num_workers: int = 0
+    num_workers: int = attrs.field(default=0, validator=at_least(0))
 
 
 @attrs.frozen
 class TokenizerConfig:
-    vocab_size: int = 8000
-    min_frequency: int = 2
+    vocab_size: int = attrs.field(default=8000, validator=at_least(1))
+    min_frequency: int = attrs.field(default=2, validator=at_least(1))
     lowercase: bool = True
     path: Optional[str] = None
 
 
 @attrs.frozen
 class MLMConfig:
-    mask_prob: float = 0.15
-    mask_token_frac: float = 0.8
-    random_token_frac: float = 0.1
+    mask_prob: float = attrs.field(default=0.15, validator=between(0, 1, low_open=True))
+    mask_token_frac: float = attrs.field(default=0.8, validator=between(0, 1))
+    random_token_frac: float = attrs.field(default=0.1, validator=between(0, 1))
     mode: Literal["bert", "roberta"] = "roberta"
+
+    def __attrs_post_init__(self) -> None:
+        if self.mask_token_frac + self.random_token_frac > 1:
+            raise BoundsError("random_token_frac", f"must be <= 1 - mask_token_frac ({1 - self.mask_token_frac:g}), "
+                              f"got {self.random_token_frac!r}")
 
 
 @attrs.frozen
 class OptimizerConfig:
     name: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    momentum: float = 0.0
+    lr: float = attrs.field(default=5e-4, validator=greater_than(0))
+    weight_decay: float = attrs.field(default=0.01, validator=at_least(0))
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), validator=each(between(0, 1, high_open=True)))
+    eps: float = attrs.field(default=1e-8, validator=greater_than(0))
+    momentum: float = attrs.field(default=0.0, validator=between(0, 1, high_open=True))
 
 
 @attrs.frozen
 class SchedulerConfig:
     name: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.06
+    warmup_steps: int = attrs.field(default=0, validator=at_least(0))
+    warmup_ratio: float = attrs.field(default=0.06, validator=between(0, 1))
 
 
 @attrs.frozen
 class TrainConfig:
-    epochs: int = 1
-    max_steps: Optional[int] = None
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    grad_accum_steps: int = 1
-    clip_grad_norm: Optional[float] = 1.0
+    epochs: int = attrs.field(default=1, validator=at_least(1))
+    max_steps: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
+    batch_size: int = attrs.field(default=32, validator=at_least(1))
+    eval_batch_size: int = attrs.field(default=64, validator=at_least(1))
+    grad_accum_steps: int = attrs.field(default=1, validator=at_least(1))
+    clip_grad_norm: Optional[float] = attrs.field(default=1.0, validator=optional(greater_than(0)))
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    log_every_steps: int = 10
-    eval_every_steps: Optional[int] = None
+    log_every_steps: int = attrs.field(default=10, validator=at_least(1))
+    eval_every_steps: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
 
 
 @attrs.frozen
 class CheckpointConfig:
-    every_steps: Optional[int] = None
-    every_epochs: Optional[int] = 1
-    keep_last: int = 3
+    every_steps: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
+    every_epochs: Optional[int] = attrs.field(default=1, validator=optional(at_least(1)))
+    keep_last: int = attrs.field(default=3, validator=at_least(1))
 
 
 @attrs.frozen
@@ -168,7 +178,7 @@ class LoggingConfig:
 class ExperimentConfig:
     """One experiment: everything needed to re-create a run."""
 
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=at_least(0))
     model: ModelConfig = ModelConfig()
     head: HeadSpec = HeadSpec("mlm")
     tokenizer: TokenizerConfig = TokenizerConfig()
@@ -250,7 +260,12 @@ def _unstructure_spec(conv: cattrs.Converter, registry, spec: ComponentSpec) -> 
     return {"type": spec.type, **body}
 
 
+_FIELD = "\x1f"  # separates a message from the attribute it is about (see _format)
+
+
 def _format(exc: BaseException, t: Any) -> str:
+    if isinstance(exc, BoundsError):
+        return f"{exc.message}{_FIELD}{exc.field}"
     if isinstance(exc, (_Mismatch, ConfigError)):
         return str(exc)
     if isinstance(exc, ForbiddenExtraKeysError):
@@ -279,6 +294,8 @@ def config_error(exc: BaseException, root: str = "") -> ConfigError:
     for line in lines:
         msg, _, path = line.rpartition(" @ ")
         path = path.replace("$.", "").replace("$", "")
+        msg, _, field = msg.partition(_FIELD)
+        path = ".".join(p for p in (path, field) if p)
         full = ".".join(p for p in (root, path) if p)
         out.append(f"{full}: {msg}" if full else msg)
     return ConfigError("; ".join(out))

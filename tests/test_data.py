@@ -230,7 +230,7 @@ def test_empty_label_cells_are_named(tmp_path):
 
 
 def test_bad_validation_fraction_is_an_error(tmp_path):
-    with pytest.raises(EffxError, match=r"data\.validation_fraction must be between 0 and 1"):
+    with pytest.raises(EffxError, match=r"validation_fraction: must be in \(0, 1\), got 1.0"):  # the field's bounds
         load(tmp_path, train=str(SAMPLE / "agnews_validation.csv"), validation_fraction=1.0)
 
 

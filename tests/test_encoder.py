@@ -150,13 +150,13 @@ def test_fast_dropout_all_four_lanes_honour_p(shape):
 
 
 def test_d_model_not_divisible_by_heads_is_a_config_error():
-    with pytest.raises(effx.ConfigError, match="model.d_model=30 is not divisible by model.n_heads=4"):
+    with pytest.raises(effx.ConfigError, match=r"n_heads: must divide d_model \(30\), got 4"):
         effx.build_model(cfg(d_model=30), "mlm")
 
 
 @pytest.mark.parametrize("field,value", [("dropout", 1.5), ("attention_dropout", -0.1), ("activation_dropout", 1.0)])
 def test_dropout_out_of_range_is_a_config_error(field, value):
-    with pytest.raises(effx.ConfigError, match=rf"model.{field}={value} is not a dropout probability; use a value in \[0, 1\)"):
+    with pytest.raises(effx.ConfigError, match=rf"{field}: must be in \[0, 1\), got {value}"):
         effx.build_model(cfg(**{field: value}), "mlm")
 
 

@@ -162,9 +162,9 @@ def test_batch_keys_and_shapes():
 
 
 @pytest.mark.parametrize("kw, msg", [
-    (dict(mask_prob=0.0), "mlm.mask_prob"),
-    (dict(mask_token_frac=0.9, random_token_frac=0.2), "sum to at most 1"),
-    (dict(random_token_frac=-0.1), "must be >= 0"),
+    (dict(mask_prob=0.0), r"mask_prob: must be in \(0, 1\], got 0.0"),  # the fields' declared bounds
+    (dict(mask_token_frac=0.9, random_token_frac=0.2), r"random_token_frac: must be <= 1 - mask_token_frac"),
+    (dict(random_token_frac=-0.1), r"random_token_frac: must be in \[0, 1\], got -0.1"),
 ])
 def test_bad_mlm_config_is_config_error(kw, msg):
     with pytest.raises(ConfigError, match=msg):

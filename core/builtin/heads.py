@@ -8,15 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bounds import at_least, between
 from ..components import Head
 from ..hookspecs import hookimpl
 
 
 @attrs.frozen
 class ClassificationConfig:
-    num_classes: int = 2
+    num_classes: int = attrs.field(default=2, validator=at_least(2))
     pooling: Literal["cls", "mean", "max"] = "cls"
-    dropout: float = 0.1
+    dropout: float = attrs.field(default=0.1, validator=between(0, 1, high_open=True))
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

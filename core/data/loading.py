@@ -107,7 +107,8 @@ def read_file(path: str | Path, fmt: str = "auto", key: str = "data.train",
     """Read one local file into a Dataset with its own columns (``text`` only for plain text)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise EffxError(f"{key}: file {path} not found; fix the path (relative paths are from the current directory)")
+        raise EffxError(f"{key}: file {path} not found; fix the path (relative data paths are "
+                        f"resolved against the experiments root: --root, else $EFFX_ROOT, else the current directory)")
     fmt = file_format(path, fmt, key)
     if path.stat().st_size == 0:
         raise EffxError(_no_records(key, path))
@@ -289,17 +290,21 @@ def _int_labels(cols: dict[str, dict], given: Optional[list[str]]) -> tuple[dict
         if neg:
             raise EffxError(f"data.{split}: {len(neg)} rows have a negative label ({neg[0]}), i.e. unlabelled; "
                             f"drop them for classification")
-    top = max(max(c["label"]) for c in cols.values())
     if given is not None:
         names = list(given)
-    else:
-        names = [str(i) for i in range(top + 1)]
+    else:  # the classes are those of the training split; other splits may not add any
+        names = [str(i) for i in range(max(cols["train"]["label"]) + 1)]
         for c in cols.values():
             for i, n in zip(c["label"], c.get("label_name", [])):
-                names[i] = str(n)
-    if top >= len(names):
-        raise EffxError(f"data: label id {top} is out of range for the {len(names)} known labels {names}; "
-                        f"fix the labels")
+                if i < len(names):
+                    names[i] = str(n)
+    for split, c in cols.items():
+        extra = sorted({v for v in c["label"] if v >= len(names)})
+        if extra:
+            rows = sum(v >= len(names) for v in c["label"])
+            known = "the model was trained with" if given is not None else "the training split has"
+            raise EffxError(f"data.{split}: {rows} row(s) have label id(s) {extra[:5]} outside the {len(names)} "
+                            f"classes {known} (ids 0-{len(names) - 1}); fix or drop those rows in data.{split}")
     return cols, names
 
 

@@ -4,6 +4,11 @@ Metrics come from the registered metric plugins (built-ins: accuracy, macro_F1, 
 binary, or one-vs-rest macro for multiclass). Cost: inference tokens/s and peak memory
 (``max_gpu_mem_MiB`` on GPU, ``peak_rss_MiB`` on CPU). The result is merged into the experiment's
 ``eval.json`` under ``results.<split>`` and written to the summary of the experiment's W&B run.
+
+The model, tokenizer and label names come from the checkpoint, which must be one of this
+experiment's; the data to score comes from the experiment's ``config.yaml`` as it is now (data paths
+and fields edited after training are used, and the result says which file was scored and why).
+Inputs longer than ``data.max_length`` tokens are truncated and counted (``truncated``).
 """
 from __future__ import annotations
 
@@ -50,6 +55,37 @@ def resolved_data(cfg, root: Path):
     return attrs.evolve(d, **{k: resolve_data_path(getattr(d, k), root) for k in ("train", "validation", "test")})
 
 
+DATA_SOURCE_KEYS = ("train", "validation", "test", "hub_name", "format", "text_field", "label_field")
+
+
+def current_data(cfg, exp_dir: Path):
+    """``cfg`` with the data source settings of ``exp_dir/config.yaml`` as it is now, and the keys that
+    differ from the checkpoint's (edited since training)."""
+    from ..config import DataConfig, load_yaml, structure, to_dict
+
+    path = exp_dir / "config.yaml"
+    raw = load_yaml(path) if path.is_file() else {}
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        return cfg, []
+    changed = sorted(k for k in DATA_SOURCE_KEYS if k in data and data[k] != getattr(cfg.data, k))
+    if not changed:
+        return cfg, []
+    new = structure({**to_dict(cfg.data), **{k: data[k] for k in changed}}, DataConfig, root=f"{path}: data")
+    return attrs.evolve(cfg, data=new), changed
+
+
+def scored_source(cfg, root: Path, split: str, changed: list[str]) -> str:
+    """Which file a split comes from, and why that one (for the result and the console)."""
+    d = resolved_data(cfg, root)
+    origin = "config.yaml, edited since training" if split in changed else "config.yaml"
+    if getattr(d, split) is not None:
+        return f"{getattr(d, split)} (data.{split} from {origin})"
+    if d.hub_name is not None:
+        return f"hub dataset {d.hub_name}, split {split}"
+    return f"{d.train} (validation carved from data.train, validation_fraction {d.validation_fraction})"
+
+
 def split_records(cfg, root: Path, split: str, label_names):
     from ..data import load_splits
 
@@ -89,18 +125,20 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
     from ..train import load_for_inference
 
     exp_dir = finetune_dir(exp, root)
-    inf = load_for_inference(exp_dir, ckpt=ckpt)
-    cfg = inf.config
+    inf = load_for_inference(exp_dir, ckpt=ckpt, owner=f"finetune/{exp}")
+    cfg, changed = current_data(inf.config, exp_dir)
     texts, labels = split_records(cfg, exp_dir.parent.parent, split, inf.label_names)
-    from ..data import encode
+    from ..data import encode_with_stats
 
-    ids = encode(inf.tokenizer, list(texts), cfg.data.max_length)
+    ids, truncated = encode_with_stats(inf.tokenizer, list(texts), cfg.data.max_length)
     device = pick_device(cfg.train.device)
     reset_peak(device)
     dtype = getattr(torch, DTYPES[cfg.train.dtype]) if cfg.train.dtype in DTYPES else None
     out = predict_proba(inf.model, ids, len(inf.label_names), cfg.train.eval_batch_size, device, dtype)
     column, mem, kind = peak_memory(device)
     result = {"metrics": score(labels, out.probs), "n_examples": int(len(labels)),
+              "data": scored_source(cfg, exp_dir.parent.parent, split, changed), "data_changed": changed,
+              "truncated": int(truncated), "max_length": cfg.data.max_length,
               "checkpoint": str(inf.checkpoint_path), "checkpoint_arg": str(ckpt),
               "tokens_per_s": out.tokens_per_s, "inference_s": out.seconds, column: mem, "mem_kind": kind,
               "memory_column": column, "device": str(device), "batch_size": cfg.train.eval_batch_size,

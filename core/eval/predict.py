@@ -138,7 +138,7 @@ def predict_file(exp: str, input_path: str | Path, output_path: str | Path, ckpt
     from ..train import load_for_inference
     from .evaluate import finetune_dir
 
-    inf = load_for_inference(finetune_dir(exp, root), ckpt=ckpt)
+    inf = load_for_inference(finetune_dir(exp, root), ckpt=ckpt, owner=f"finetune/{exp}")
     cfg = inf.config
     texts, bad = read_texts(input_path, fmt, text_field or cfg.data.text_field)
     keep = [i for i, t in enumerate(texts) if t.strip()]

@@ -7,11 +7,17 @@ within the epoch, global step), the tokenizer as its JSON string, the config as 
 the library versions. Nothing is pickled as an object, so ``torch.load(weights_only=True)`` reads
 it; a file crafted to run code when unpickled is refused before anything runs.
 
+Every checkpoint records a content digest (sha256 over every tensor's bytes, dtype and shape and every
+plain value, in order) under ``digest``; :func:`load` recomputes it, so a file whose bytes changed
+after it was written (a bit flip on disk, a partial overwrite) is reported like a truncated one
+instead of loading garbage weights.
+
 Files in an experiment folder: ``ckpt_step{N}.pt`` (the last ``checkpoint.keep_last`` are kept),
 ``ckpt_last.pt`` and ``ckpt_best.pt`` (hard links to a step file, or copies where links are not
 supported). Every file is written to a temporary name and renamed, so a crash never leaves a
 half-written checkpoint under a real name; a truncated or corrupt file found later (e.g. a disk
-full) is reported, and resume falls back to the previous good one.
+full) is reported, and resume falls back to the previous good one. A writer killed mid-write leaves
+its ``.ckpt_*.tmp`` file behind; :func:`remove_leftovers` deletes them when the next run starts.
 """
 from __future__ import annotations
 
@@ -21,13 +27,15 @@ import pickle
 import random
 import re
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..atomic import atomic_open
+from ..atomic import atomic_open, leftovers
 from ..errors import EffxError
 
 FORMAT = "effx-checkpoint/1"
@@ -35,7 +43,15 @@ _STEP_FILE = re.compile(r"^ckpt_step(\d+)\.pt$")
 
 
 class CheckpointError(EffxError):
-    """A checkpoint is missing, truncated, corrupt, or not an effx checkpoint."""
+    """A checkpoint is missing, truncated, corrupt, or not an effx checkpoint.
+
+    ``reason`` is one of ``missing``, ``corrupt`` (unreadable or its digest does not match), ``refused``
+    (it holds Python objects that could run code) or ``foreign`` (not an effx checkpoint).
+    """
+
+    def __init__(self, message: str, reason: str = "corrupt") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # ----------------------------------------------------------------------------- RNG
@@ -82,24 +98,34 @@ def restore_rng(state: dict, model: torch.nn.Module | None = None) -> None:
 
 # ----------------------------------------------------------------------------- save / load
 def save(path: Path, payload: dict) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """``torch.save`` (with the content digest) to a temporary file in the same folder, fsync, then
+    rename over ``path``."""
     with atomic_open(path, "wb") as fh:
-        torch.save({"format": FORMAT, **payload}, fh)
+        try:
+            torch.save({"format": FORMAT, **payload, "digest": content_digest(payload)}, fh)
+        except RuntimeError as exc:  # torch reports a failed write (e.g. disk full) as a RuntimeError
+            cause = exc.__context__
+            if isinstance(cause, OSError):
+                raise OSError(cause.errno, cause.strerror, str(path)) from None
+            raise
 
 
 def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; any problem is a one-line :class:`CheckpointError`."""
+    """Load a checkpoint with ``weights_only=True`` and verify its digest; any problem is a one-line
+    :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
+        raise CheckpointError(f"checkpoint {path} not found", "missing")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol notice is noise next to our verdict
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise CheckpointError(
                 f"refused to load {path}: it contains Python objects that could run code when unpickled "
-                f"(only tensors and plain data are allowed); it is not an effx checkpoint - do not trust it"
-            ) from None
+                f"(only tensors and plain data are allowed); it is not an effx checkpoint - do not trust it",
+                "refused") from None
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_short(exc)}); "
                               f"delete it or resume from an earlier one") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
@@ -107,8 +133,45 @@ def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
                               f"delete it or resume from an earlier one") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an effx checkpoint (expected format {FORMAT!r}); "
-                              f"point at a ckpt_*.pt file written by `effx pretrain` or `effx finetune`")
+                              f"point at a ckpt_*.pt file written by `effx pretrain` or `effx finetune`", "foreign")
+    _verify(path, data)
     return data
+
+
+def _verify(path: Path, data: dict) -> None:
+    """Compare the recorded digest with the content (files written before digests existed have none)."""
+    recorded = data.pop("digest", None)
+    if recorded is None:
+        return
+    body = {k: v for k, v in data.items() if k != "format"}
+    if content_digest(body) != recorded:
+        raise CheckpointError(f"checkpoint {path} is corrupt (its content no longer matches the digest recorded "
+                              f"when it was written: changed bytes on disk); delete it or resume from an earlier one")
+
+
+def content_digest(payload: Any) -> str:
+    """sha256 over a checkpoint payload: every tensor's dtype, shape and bytes, every plain value."""
+    h = hashlib.sha256()
+    _feed(h, payload)
+    return h.hexdigest()
+
+
+def _feed(h, x: Any) -> None:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(x, dict):
+        h.update(f"{{{len(x)}".encode())
+        for k, v in x.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(x, (list, tuple)):
+        h.update(f"{type(x).__name__}{len(x)}".encode())
+        for v in x:
+            _feed(h, v)
+    else:
+        h.update(repr((type(x).__name__, x)).encode())
 
 
 def _short(exc: BaseException) -> str:
@@ -161,6 +224,15 @@ def prune(exp_dir: Path, keep_last: int) -> list[Path]:
     return removed
 
 
+def remove_leftovers(exp_dir: Path) -> list[Path]:
+    """Delete the temporary ``.ckpt_*.tmp`` files of writers killed mid-write (call with the
+    experiment lock held, so no live writer owns them)."""
+    removed = leftovers(exp_dir, ("ckpt_",))
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
 def resume_candidates(exp_dir: Path) -> list[Path]:
     """Files to try when resuming, best first: ckpt_last, step files newest first, then ckpt_best."""
     exp_dir = Path(exp_dir)
@@ -176,12 +248,13 @@ def resolve_choice(exp_dir: Path, choice: str) -> Path:
         if not path.is_file():
             have = sorted(p.name for p in exp_dir.glob("ckpt_*.pt")) or ["none"]
             raise CheckpointError(f"{path} not found (checkpoints in {exp_dir}: {', '.join(have)}); "
-                                  f"run the experiment first or pass -ckpt last|PATH")
+                                  f"run the experiment first or pass -ckpt last|PATH", "missing")
         return path
     path = Path(choice).expanduser()
     if not path.is_absolute() and not path.exists():
         path = exp_dir / choice
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {choice} not found; pass -ckpt best, last or an existing .pt file")
+        raise CheckpointError(f"checkpoint {choice} not found; pass -ckpt best, last or an existing .pt file",
+                              "missing")
     return path
 

@@ -31,7 +31,12 @@ class TrainingFailed(EffxError):
 
 
 class Interrupted(EffxError):
-    """SIGINT/SIGTERM arrived; a checkpoint was written before stopping."""
+    """SIGINT/SIGTERM arrived; ``signum`` is the signal (the CLI exits with ``128 + signum``);
+    ``startup``: it came before training began (nothing to resume from this attempt)."""
+
+    def __init__(self, message: str, signum: int | None = None, startup: bool = False) -> None:
+        super().__init__(message)
+        self.signum, self.startup = signum, startup
 
 
 @attrs.define

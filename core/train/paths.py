@@ -12,19 +12,25 @@ from pathlib import Path
 from ..errors import ConfigError
 
 KINDS = ("pretrain", "finetune")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:
     """The experiments root: ``root`` argument, else ``$EFFX_ROOT``, else the current directory."""
     chosen = root if root not in (None, "") else os.environ.get("EFFX_ROOT") or os.getcwd()
-    return Path(chosen).expanduser().resolve()
+    path = Path(chosen).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        where = "--root" if root not in (None, "") else "EFFX_ROOT"
+        raise ConfigError(f"{where} {path} is a file, not a folder; point {where} at the folder that holds "
+                          f"pretrain/ and finetune/")
+    return path
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
-            f"invalid experiment name {name!r}; use letters, digits, '.', '_' or '-' (no slashes or spaces)"
+            f"invalid experiment name {name!r}; use letters, digits, '.', '_' or '-' (no slashes, spaces or "
+            f"control characters such as a newline)"
         )
     return name
 

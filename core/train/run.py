@@ -5,13 +5,22 @@ tokenizer, model, output files, W&B), restores a checkpoint on ``resume``, runs 
 the outcome in ``status.json`` and ``events.jsonl``: ``finished``; ``failed`` with the cause (NaN/Inf
 loss or gradient, out of memory, any other error); or ``interrupted`` (SIGINT/SIGTERM: a checkpoint
 is written first).
+
+A run holds the experiment's lock (:mod:`effx.train.lock`) from start to end and first deletes the
+temporary files of writers killed mid-write. SIGINT/SIGTERM are handled for the whole run: during
+start-up they stop it at once (``interrupted``, nothing trained); during training the current step
+finishes and a checkpoint is written (a second signal stops without one); a signal while the run
+finishes is ignored.
 """
 from __future__ import annotations
 
 import io
+import os
 import random
 import shutil
 import signal
+import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +28,7 @@ import attrs
 import numpy as np
 import torch
 
+from ..atomic import leftovers
 from ..config import ExperimentConfig, dump_yaml, load_experiment, load_yaml, to_dict
 from ..data import EncodedDataset, encode_with_stats, load_splits, tokenizer_from_str, tokenizer_to_str
 from ..data import load_tokenizer, train_tokenizer, unk_rate
@@ -28,7 +38,9 @@ from ..sysinfo import run_info
 from . import checkpoint as ckpt
 from .distributed import Dist
 from .experiment import check_consistency, resolve_finetune
+from .lock import ExperimentLock
 from .loop import Interrupted, Trainer, TrainingFailed
+from .memory_check import check_fits
 from .paths import require_experiment, resolve_data_path, resolve_root
 from .precision import Precision
 from .runfiles import RunFiles, atomic_write_bytes, atomic_write_text, read_status, write_json
@@ -38,6 +50,7 @@ from .weights import load_encoder, load_head
 
 RUN_ARTEFACTS = ("metrics.csv", "events.jsonl", "status.json", "run_info.json", "head.pt", "wandb_run_id.txt",
                  "resolved_config.yaml")
+WRITTEN = ("ckpt_", *(f"{n}." for n in (*RUN_ARTEFACTS, "tokenizer.json", "labels.json")))  # temp-file prefixes
 
 
 @attrs.frozen
@@ -87,16 +100,26 @@ class Session:
         self.notes: list[tuple[str, str, dict]] = []  # (level, message, event fields) before files open
         self._stop = threading.Event()
         self._marked = False
+        self._phase = "startup"  # -> training -> finishing; "stopping" once a start-up signal arrived
+        self.signum: int | None = None
+        self.files: RunFiles | None = None
+        self.trainer: Trainer | None = None
 
     # ------------------------------------------------------------------ run
     def run(self, resume: bool, overwrite: bool) -> RunResult:
-        self.dist = Dist(self.cfg.train.device)
-        try:
-            return self._run(resume, overwrite)
-        finally:
-            self.dist.close()
+        with _signals(self._on_signal, self._must_stop_now, self._hard_stop):
+            self.dist = Dist(self.cfg.train.device)
+            try:
+                with ExperimentLock(self.exp, f"{self.kind}/{self.exp.name}") if self.dist.main else _no_lock():
+                    return self._run(resume, overwrite)
+            except Interrupted as exc:
+                exc.signum = exc.signum or self.signum
+                raise
+            finally:
+                self.dist.close()
 
     def _run(self, resume: bool, overwrite: bool) -> RunResult:
+        self._remove_leftovers()
         payload = self._resume_payload() if resume else self._fresh_start(overwrite)
         if payload is not None:
             self._check_resume_config(payload)
@@ -104,6 +127,7 @@ class Session:
         tok, source_state = self._tokenizer_and_weights(payload)
         train_ds, val_ds, label_names, unk = self._data(tok, payload)
         model = self._model(source_state)
+        check_fits(self.cfg, model.num_parameters(), train_ds.lengths, val_ds.lengths, self.dist.device)
         files = RunFiles(self.exp, enabled=self.dist.main)
         files.open(payload["position"]["step"] if payload else None)
         self.files = files
@@ -111,8 +135,11 @@ class Session:
             return self._train(payload, self.tokenizer, model, train_ds, val_ds, label_names, unk)
         except BaseException as exc:
             if not self._marked:
-                self._mark("failed", payload["position"]["step"] if payload else 0, 0,
-                           f"{type(exc).__name__}: {str(exc)[:300]}")
+                step = payload["position"]["step"] if payload else 0
+                if isinstance(exc, Interrupted):
+                    self._mark("interrupted", step, payload["position"]["epoch"] if payload else 0, str(exc))
+                else:
+                    self._mark("failed", step, 0, f"{type(exc).__name__}: {str(exc)[:300]}")
             raise
         finally:
             files.close()
@@ -123,7 +150,7 @@ class Session:
         self._write_start_files(payload, tok, model, label_names, unk, precision)
         seed_everything(cfg.seed + 7919 * self.dist.rank)  # dropout streams differ per process
         extra = {"tokenizer": tokenizer_to_str(tok), "config": to_dict(cfg, self.registry),
-                 "label_names": label_names, "pretrain": self.pre_ref}
+                 "label_names": label_names, "pretrain": self.pre_ref, "experiment": f"{self.kind}/{self.exp.name}"}
         wb = WandbLogger(cfg.logging.wandb, self.exp, f"{self.kind}/{self.exp.name}", self._resolved_dict(),
                          self.dist.main, group=self.kind)
         trainer = Trainer(kind=self.kind, cfg=cfg, model=model, task=make_task(self.kind, tok.get_vocab_size(), cfg,
@@ -132,11 +159,13 @@ class Session:
                           stop_requested=self._stop.is_set)
         if payload is not None:
             trainer.restore(payload)
+        self.trainer = trainer
         wb.summary({"unk_rate_validation": unk})
         code = 1
         try:
-            with _signals(self._on_signal):
-                val = self._fit(trainer)
+            self._phase = "training"
+            val = self._fit(trainer)
+            self._phase = "finishing"
             result = self._finish(trainer, val, wb)
             code = 0
         finally:
@@ -166,15 +195,57 @@ class Session:
             raise
 
     def _mark(self, status: str, step: int, epoch: int, cause: str) -> None:
+        """Record the outcome; a file error here (e.g. the disk is full) must not hide the real one."""
         self._marked = True
-        self.files.status(status, step, epoch, cause)
-        self.files.event(status, step, cause=cause)
-        (self.files.warning if status == "interrupted" else self.files.log.error)(f"{status}: {cause}")
+        if self.files is None:
+            return
+        try:
+            self.files.status(status, step, epoch, cause)
+            self.files.event(status, step, cause=cause)
+            (self.files.info if status == "interrupted" else self.files.log.error)(f"{status}: {cause}")
+        except OSError:
+            pass
 
     def _on_signal(self, signum: int) -> None:
+        """Start-up: stop now. Training: finish the step and checkpoint; a second signal stops at once."""
+        self.signum = self.signum or signum
+        if self._phase == "startup":
+            self._phase = "stopping"
+            raise Interrupted(f"interrupted by {signal.Signals(signum).name} during start-up, before training "
+                              f"began", signum, startup=True)
+        if self._phase != "training":
+            return  # already stopping, or the run is finishing: let it finish
         if self._stop.is_set():
             raise KeyboardInterrupt
         self._stop.set()
+
+    def _must_stop_now(self, count: int) -> bool:
+        """Whether the ``count``-th signal asks to stop at once (not after the current step)."""
+        return count >= 2 or self._phase in ("startup", "stopping")
+
+    def _hard_stop(self, signum: int) -> None:
+        """The main thread is stuck in a long operation and did not stop: record that and exit."""
+        trainer = self.trainer
+        step, epoch = (trainer.pos.step, trainer.pos.epoch) if trainer is not None else (0, 0)
+        name = signal.Signals(signum).name
+        if self.files is not None and not self._marked:
+            self._mark("interrupted", step, epoch, f"stopped by {name} during a long operation, without a "
+                                                   f"checkpoint of the step in progress")
+        hint = "continue with -resume" if trainer is not None else "run the command again"
+        print(f"Interrupted: stopped by {name} during a long operation; {hint}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    def _remove_leftovers(self) -> None:
+        """Delete temporary files of writers killed mid-write (the lock says none is alive)."""
+        if not self.dist.main:
+            return
+        gone = leftovers(self.exp, WRITTEN)
+        for p in gone:
+            p.unlink(missing_ok=True)
+        if gone:
+            self.notes.append(("info", f"removed {len(gone)} temporary file(s) left by an interrupted write: "
+                               f"{', '.join(p.name for p in gone[:5])}{' ...' if len(gone) > 5 else ''}",
+                               {"event": "leftovers_removed", "files": [p.name for p in gone]}))
 
     def _finish(self, trainer: Trainer, val: dict, wb: WandbLogger) -> RunResult:
         step, files = trainer.pos.step, self.files
@@ -210,19 +281,23 @@ class Session:
         candidates = ckpt.resume_candidates(self.exp)
         if not candidates:
             raise ConfigError(f"nothing to resume: no checkpoint in {self.exp}; run without -resume")
+        bad: list[tuple[Path, str]] = []
         for path in candidates:
             try:
                 payload = ckpt.load(path)
             except ckpt.CheckpointError as exc:
                 self.notes.append(("warning", f"{exc}; trying an earlier checkpoint",
-                                   {"event": "checkpoint_unusable", "path": path.name}))
+                                   {"event": "checkpoint_unusable", "path": path.name, "reason": exc.reason}))
+                bad.append((path, exc.reason))
                 continue
             self.notes.append(("info", f"resuming from {path.name} (step {payload['position']['step']})",
                                {"event": "resume", "path": path.name}))
             self.pre_ref = payload.get("pretrain")
             return payload
-        raise ckpt.CheckpointError(f"no usable checkpoint in {self.exp} (all {len(candidates)} are corrupt: "
-                                   f"{', '.join(p.name for p in candidates)}); start over with --overwrite")
+        why = {"refused": "refused: contains code that would run when loaded", "foreign": "not an effx checkpoint",
+               "corrupt": "truncated or corrupt", "missing": "vanished"}
+        listed = "; ".join(f"{p.name} {why.get(r, r)}" for p, r in bad)
+        raise ckpt.CheckpointError(f"no usable checkpoint in {self.exp} ({listed}); start over with --overwrite")
 
     def _check_resume_config(self, payload: dict) -> None:
         old = payload["config"]
@@ -351,20 +426,79 @@ def _save_plain(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-class _signals:
-    """Route SIGINT/SIGTERM to ``handler`` while training (main thread only)."""
+class _no_lock:
+    """Stands in for the experiment lock on ranks other than 0 (rank 0 holds it for the run)."""
 
-    def __init__(self, handler) -> None:
-        self.handler = handler
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _signals:
+    """Route SIGINT/SIGTERM to ``handler`` for the duration of the run (main thread only).
+
+    Python runs a signal handler only between bytecodes, so a long call into C (one huge attention
+    product, tokenising a big file) would delay it indefinitely. A watchdog thread therefore hears
+    every signal at once (``signal.set_wakeup_fd``); when ``urgent(count)`` says the signal asks to
+    stop at once and the process is still alive ``GRACE_S`` later, it calls ``hard_stop(signum)``.
+    """
+
+    GRACE_S = 5.0
+
+    def __init__(self, handler, urgent=None, hard_stop=None) -> None:
+        self.handler, self.urgent, self.hard_stop = handler, urgent, hard_stop
         self.old: dict = {}
+        self.count = 0
+        self.timers: list[threading.Timer] = []
+        self.sockets: tuple | None = None
+        self.closing = False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.old[sig] = signal.signal(sig, lambda s, f: self.handler(s))
+            if self.hard_stop is not None:
+                self._start_watchdog()
         return self
 
+    def _start_watchdog(self) -> None:
+        r, w = socket.socketpair()
+        w.setblocking(False)
+        self.old_fd = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+        self.sockets = (r, w)
+        self.thread = threading.Thread(target=self._watch, args=(r,), daemon=True, name="effx-signal-watchdog")
+        self.thread.start()
+
+    def _watch(self, r) -> None:
+        while True:
+            try:
+                data = r.recv(64)
+            except OSError:
+                return
+            if not data or self.closing:
+                return
+            for signum in data:
+                if signum not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                self.count += 1
+                if self.urgent(self.count):
+                    timer = threading.Timer(self.GRACE_S, self.hard_stop, args=(signum,))
+                    timer.daemon = True
+                    self.timers.append(timer)
+                    timer.start()
+
     def __exit__(self, *exc):
+        for timer in self.timers:
+            timer.cancel()
+        if self.sockets is not None:
+            signal.set_wakeup_fd(self.old_fd)
+            self.closing = True
+            self.sockets[1].send(b"\0")  # wakes the watchdog, which then returns
+            self.thread.join()
+            for sock in self.sockets:
+                sock.close()
         for sig, old in self.old.items():
             signal.signal(sig, old)
         return False

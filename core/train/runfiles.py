@@ -5,10 +5,15 @@
 * ``status.json`` - ``{"status": running|finished|failed|interrupted, "cause", "step", "epoch", "updated"}``;
 * ``run_info.json`` - seed, dtype, device, versions, git commit, plugins, parameter count;
 * ``logs/train.log`` - the human-readable log (warnings such as a re-initialised head go here).
+
+On resume from step ``S``, rows of ``metrics.csv`` and lines of ``events.jsonl`` after ``S`` (written by
+the interrupted run after its last usable checkpoint) are dropped, as is a line cut short by a kill.
+Warnings also go to the console; errors do not (the caller reports the exception that ends the run).
 """
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_bytes as atomic_write_bytes  # noqa: F401  (used across effx.train)
+from ..atomic import append_text
 from ..atomic import write_text as atomic_write_text
 
 METRIC_COLUMNS = [
@@ -67,8 +73,9 @@ class RunFiles:
         handler = logging.FileHandler(self.dir / "logs" / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.log.addHandler(handler)
-        console = logging.StreamHandler()  # warnings and errors are also shown on the console
+        console = logging.StreamHandler()  # warnings are also shown on the console
         console.setLevel(logging.WARNING)
+        console.addFilter(lambda record: record.levelno < logging.ERROR)  # the raised error is printed once
         console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         self.log.addHandler(console)
         if resume_step is None:
@@ -76,6 +83,7 @@ class RunFiles:
                 p.unlink(missing_ok=True)
         else:
             self._truncate_metrics(resume_step)
+            self._truncate_events(resume_step)
         if not self.metrics_path.exists():
             atomic_write_text(self.metrics_path, ",".join(METRIC_COLUMNS) + "\n")
 
@@ -83,12 +91,26 @@ class RunFiles:
         if not self.metrics_path.exists():
             return
         with open(self.metrics_path, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh) if r.get("step") and int(r["step"]) <= step]
+            rows = [r for r in csv.DictReader(fh)  # a row cut short by a kill has missing cells: dropped
+                    if None not in r.values() and r.get("step") and int(r["step"]) <= step]
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.metrics_path, out.getvalue())
+
+    def _truncate_events(self, step: int) -> None:
+        if not self.events_path.exists():
+            return
+        kept = []
+        for line in self.events_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # cut short by a kill
+            if isinstance(rec, dict) and int(rec.get("step") or 0) <= step:
+                kept.append(line + "\n")
+        atomic_write_text(self.events_path, "".join(kept))
 
     def close(self) -> None:
         for h in list(self.log.handlers):
@@ -102,22 +124,29 @@ class RunFiles:
         unknown = set(row) - set(METRIC_COLUMNS)
         assert not unknown, f"unknown metric columns {unknown}"
         row = {**row, "wall_s": round(time.time() - self._start, 3)}
-        with open(self.metrics_path, "a", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, lineterminator="\n").writerow({k: _cell(row.get(k)) for k in METRIC_COLUMNS})
+        out = io.StringIO()
+        csv.DictWriter(out, fieldnames=METRIC_COLUMNS, lineterminator="\n").writerow({k: _cell(row.get(k)) for k in METRIC_COLUMNS})
+        append_text(self.metrics_path, out.getvalue())
 
     def event(self, event: str, step: int, **fields: Any) -> None:
         if not self.enabled:
             return
         rec = {"time": now_iso(), "event": event, "step": step, **fields}
-        with open(self.events_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, default=str) + "\n")
-            fh.flush()
+        append_text(self.events_path, json.dumps(rec, default=str) + "\n")
 
     def status(self, status: str, step: int, epoch: int, cause: str | None = None) -> None:
         assert status in STATUSES, status
-        if self.enabled:
-            write_json(self.status_path, {"status": status, "cause": cause, "step": step, "epoch": epoch,
-                                          "updated": now_iso()})
+        if not self.enabled:
+            return
+        data = {"status": status, "cause": cause, "step": step, "epoch": epoch, "updated": now_iso()}
+        try:
+            write_json(self.status_path, data)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not self.status_path.exists():
+                raise
+            with open(self.status_path, "r+", encoding="utf-8") as fh:  # a full disk has no room for a
+                fh.write(json.dumps(data, indent=2, default=str) + "\n")  # new file: reuse the old one's
+                fh.truncate()
 
     def info(self, msg: str) -> None:
         self.log.info(msg)

@@ -33,6 +33,7 @@ import torch
 
 import effx
 from effx.errors import ConfigError
+from effx.bounds import at_least
 from effx.masks import as_bool, attn_mask_4d
 
 from .features import (
@@ -57,12 +58,12 @@ _WARNED: set[str] = set()  # attention types that already warned about the dense
 
 @attrs.frozen
 class PerformerConfig:
-    nb_features: int = attrs.field(default=256, validator=attrs.validators.ge(1))
-    redraw_interval: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
+    nb_features: int = attrs.field(default=256, validator=at_least(1))
+    redraw_interval: int = attrs.field(default=1000, validator=at_least(0))
     kernel: Literal["softmax", "relu"] = "softmax"
     # absolute floor added to every textbook feature exp(w.x - |x|^2/2) (mean 1), see features.py;
     # 0 = the unbiased estimator, whose variance explodes for |q|, |k| ~ sqrt(Dh)
-    feature_eps: float = attrs.field(default=DEFAULT_FEATURE_EPS, validator=attrs.validators.ge(0.0))
+    feature_eps: float = attrs.field(default=DEFAULT_FEATURE_EPS, validator=at_least(0.0))
 
 
 def linear_attention(qp: torch.Tensor, kp: torch.Tensor, v_ext: torch.Tensor) -> torch.Tensor:

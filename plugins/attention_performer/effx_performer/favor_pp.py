@@ -40,16 +40,18 @@ from __future__ import annotations
 import attrs
 import torch
 
+from effx.bounds import at_least
+
 from .favor import PerformerAttention
 from .features import DEFAULT_FEATURE_EPS
 
 
 @attrs.frozen
 class PerformerPlusPlusConfig:
-    nb_features: int = attrs.field(default=256, validator=attrs.validators.ge(1))
-    redraw_interval: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
+    nb_features: int = attrs.field(default=256, validator=at_least(1))
+    redraw_interval: int = attrs.field(default=1000, validator=at_least(0))
     # same role as in performer_favor: added to every stabilised feature; 0 = unbiased estimator
-    feature_eps: float = attrs.field(default=DEFAULT_FEATURE_EPS, validator=attrs.validators.ge(0.0))
+    feature_eps: float = attrs.field(default=DEFAULT_FEATURE_EPS, validator=at_least(0.0))
 
     @property
     def kernel(self) -> str:

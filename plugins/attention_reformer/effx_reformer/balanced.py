@@ -35,9 +35,11 @@ import attrs
 import torch
 import torch.nn.functional as F
 
+from effx.bounds import at_least
+
 from .lsh import ReformerLSH
 
-_positive = attrs.validators.ge(1)
+_positive = at_least(1)
 
 
 @attrs.frozen

@@ -33,16 +33,17 @@ import torch
 import torch.nn.functional as F
 
 import effx
+from effx.bounds import BoundsError, at_least
 from effx.masks import as_bool, attn_mask_4d
 
 from .chunked import BufferPool, chunked_attention, scratch
 
-_positive = attrs.validators.ge(1)
+_positive = at_least(1)
 
 
 def _even_or_one(inst, attr, value) -> None:
     if value is not None and (value < 1 or (value > 1 and value % 2)):
-        raise ValueError(f"{attr.name} must be 1 or an even number >= 2 (angular LSH), got {value}")
+        raise BoundsError(attr.name, f"must be 1 or an even number >= 2 (angular LSH), got {value}")
 
 
 @attrs.frozen

@@ -6,13 +6,14 @@ import torch
 from torch import nn
 
 import effx
+from effx.bounds import at_least
 
 from ._limits import check
 
 
 @attrs.frozen
 class LearnedConfig:
-    init_std: float = 0.02
+    init_std: float = attrs.field(default=0.02, validator=at_least(0))
 
 
 class LearnedPositional(effx.PositionalEncoding):

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 import effx
+from effx.bounds import at_least
 
 
 @attrs.frozen
 class RelativeConfig:
-    num_buckets: int = 32
-    max_distance: int = 128
+    num_buckets: int = attrs.field(default=32, validator=at_least(2))
+    max_distance: int = attrs.field(default=128, validator=at_least(1))
     bidirectional: bool = True
 
 

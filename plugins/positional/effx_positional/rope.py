@@ -7,6 +7,7 @@ import attrs
 import torch
 
 import effx
+from effx.bounds import greater_than
 from effx.errors import ConfigError
 
 from ._limits import check
@@ -14,7 +15,7 @@ from ._limits import check
 
 @attrs.frozen
 class RopeConfig:
-    base: float = 10000.0
+    base: float = attrs.field(default=10000.0, validator=greater_than(1))
 
 
 class RotaryPositional(effx.PositionalEncoding):

@@ -7,13 +7,14 @@ import attrs
 import torch
 
 import effx
+from effx.bounds import greater_than
 
 from ._limits import check
 
 
 @attrs.frozen
 class SinConfig:
-    base: float = 10000.0
+    base: float = attrs.field(default=10000.0, validator=greater_than(1))
 
 
 def sinusoid_table(n: int, d: int, base: float, device=None) -> torch.Tensor:
