@@ -56,10 +56,14 @@ class AttentionContext:
 
 @attrs.frozen
 class PositionalContext:
+    """Structural facts a positional encoding needs. ``embedding_std`` is the standard deviation the
+    token embeddings are initialised with: an additive encoding sizes its vectors against it."""
+
     d_model: int
     n_heads: int
     head_dim: int
     max_seq_len: int
+    embedding_std: float = 0.02
 
 
 @attrs.frozen
