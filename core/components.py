@@ -160,7 +160,11 @@ class PositionalEncoding(nn.Module):
 
 
 class Head(nn.Module):
-    """Base class of heads. ``forward(hidden [B, N, D], attention_mask [B, N] bool) -> logits``."""
+    """Base class of heads. ``forward(hidden [B, N, D], attention_mask [B, N] bool) -> logits``.
+
+    A head whose ``task`` is ``"mlm"`` decodes each position independently: in training it is called
+    on the masked positions only, ``hidden [M, D]`` and ``attention_mask [M]``, returning ``[M, V]``.
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type] = EmptyConfig

@@ -183,7 +183,7 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def _forward_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         with self.precision.autocast():
-            logits = self.ddp(batch["input_ids"], batch["attention_mask"])
+            logits = self.ddp(batch["input_ids"], batch["attention_mask"], **self.task.forward_kwargs(batch))
         return self.task.loss(logits, batch)
 
     def train_step(self, micro: list[dict]) -> tuple[float, float, float]:
@@ -242,7 +242,7 @@ class Trainer:
             for batch in self.val_loader():
                 batch = self._to_device(batch)
                 with self.precision.autocast():
-                    logits = self.model(batch["input_ids"], batch["attention_mask"])
+                    logits = self.model(batch["input_ids"], batch["attention_mask"], **self.task.forward_kwargs(batch))
                 s, c = self.task.loss(logits, batch)
                 loss_sum, count = loss_sum + float(s), count + int(c)
                 parts.append(self.task.eval_batch(logits, batch))
