@@ -88,12 +88,12 @@ def _stage_config(run_dir: Path, kind: str, name: str, out: Path) -> None:
         _absolute(data["data"], ("train", "validation", "test"), root)
     note = f"# saved config of {kind}/{name} from {run_dir} (data paths made absolute)\n"
     tok = data.get("tokenizer")
-    if kind == "pretrain" and isinstance(tok, dict) and (run_dir / "tokenizer.json").is_file():
+    if isinstance(tok, dict) and (run_dir / "tokenizer.json").is_file():  # pretraining, or finetune from scratch
         if tok.get("path"):
             _absolute(tok, ("path",), root)
         else:
             write_text(dest / "tokenizer.json", (run_dir / "tokenizer.json").read_text(encoding="utf-8"))
-            tok["path"] = f"pretrain/{name}/{SAVED_TOKENIZER}"  # relative to the reproduction root
+            tok["path"] = f"{kind}/{name}/{SAVED_TOKENIZER}"  # relative to the reproduction root
             note += "# tokenizer.path: the tokenizer this pretraining trained, reused (see reproduce.sh)\n"
     write_text(dest / "config.yaml", note + dump_yaml(data))
 
@@ -119,9 +119,8 @@ def finetune_lines(run: Run, out: Path, staged: set[str]) -> list[str]:
         staged.add(pre)
         lines += [f"stage pretrain {_q(pre)}", f"$EFFX pretrain -exp {_q(pre)}"]
     _stage_config(run.path, "finetune", run.name, out)
-    ckpt = _checkpoint_arg(run.config.get("pretrain.checkpoint"), pre)
-    lines += [f"stage finetune {_q(run.name)}",
-              f"{prefix}$EFFX finetune -exp {_q(run.name)} -pretrain {_q(pre)} -ckpt {ckpt}"]
+    source = f" -pretrain {_q(pre)} -ckpt {_checkpoint_arg(run.config.get('pretrain.checkpoint'), pre)}" if pre else ""
+    lines += [f"stage finetune {_q(run.name)}", f"{prefix}$EFFX finetune -exp {_q(run.name)}{source}"]
     return lines + _eval_lines(run, prefix)
 
 

@@ -27,7 +27,7 @@ from ..plugins import load_registry
 from ..sysinfo import run_info
 from . import checkpoint as ckpt
 from .distributed import Dist
-from .experiment import check_consistency, resolve_finetune
+from .experiment import check_consistency, resolve_finetune, resolve_scratch
 from .loop import Interrupted, Trainer, TrainingFailed
 from .paths import require_experiment, resolve_data_path, resolve_root
 from .precision import Precision
@@ -36,6 +36,8 @@ from .task import make_task
 from .wandb_log import WandbLogger
 from .weights import load_encoder, load_head
 
+NO_PRETRAINING = {"name": None, "path": None, "checkpoint": None, "sha256": None,
+                  "none": "no pretraining: the encoder was trained from a fresh initialisation of `model`"}
 RUN_ARTEFACTS = ("metrics.csv", "events.jsonl", "status.json", "run_info.json", "head.pt", "wandb_run_id.txt",
                  "resolved_config.yaml")
 
@@ -64,13 +66,19 @@ def run_pretrain(name: str, root=None, resume: bool = False, overwrite: bool = F
     return Session("pretrain", exp, cfg, registry, resolve_root(root)).run(resume, overwrite)
 
 
-def run_finetune(name: str, pretrain: str, ckpt_choice: str = "best", root=None, resume: bool = False,
+def run_finetune(name: str, pretrain: str | None, ckpt_choice: str = "best", root=None, resume: bool = False,
                  overwrite: bool = False) -> RunResult:
+    """Finetune from pretraining experiment ``pretrain``, or (``None``) from a fresh initialisation of the
+    architecture in the finetune config's own ``model`` section."""
     registry = load_registry()
     exp = require_experiment("finetune", name, root)
+    where = str(exp / "config.yaml")
+    if pretrain is None:
+        cfg = resolve_scratch(load_yaml(exp / "config.yaml"), where, name, registry)
+        return Session("finetune", exp, cfg, registry, resolve_root(root)).run(resume, overwrite)
     pre = require_experiment("pretrain", pretrain, root)
     pre_dict = to_dict(load_experiment(pre / "config.yaml", registry), registry)
-    cfg = resolve_finetune(load_yaml(exp / "config.yaml"), pre_dict, str(exp / "config.yaml"), pretrain, registry)
+    cfg = resolve_finetune(load_yaml(exp / "config.yaml"), pre_dict, where, pretrain, registry)
     session = Session("finetune", exp, cfg, registry, resolve_root(root))
     session.pretrain = (pretrain, pre, ckpt_choice, pre_dict)
     return session.run(resume, overwrite)
@@ -236,16 +244,27 @@ class Session:
         if changed:
             self.notes.append(("warning", f"config sections changed since the checkpoint: {', '.join(changed)}",
                                {"event": "config_changed", "sections": changed}))
-        if self.kind == "finetune" and self.pre_ref and self.pre_ref.get("name") != self.pretrain[0]:
-            raise ConfigError(f"finetune/{self.exp.name} was started from pretrain/{self.pre_ref.get('name')}, "
-                              f"not {self.pretrain[0]}; pass -pretrain {self.pre_ref.get('name')}")
+        if self.kind == "finetune":
+            self._check_resume_source()
+
+    def _check_resume_source(self) -> None:
+        """A resumed finetune keeps its start: the same pretraining experiment, or none."""
+        was = (self.pre_ref or {}).get("name")
+        now = self.pretrain[0] if self.pretrain else None
+        if was == now:
+            return
+        if was is None:
+            raise ConfigError(f"finetune/{self.exp.name} was started without pretraining; resume it without "
+                              f"-pretrain")
+        raise ConfigError(f"finetune/{self.exp.name} was started from pretrain/{was}"
+                          f"{'' if now is None else f', not {now}'}; pass -pretrain {was}")
 
     def _tokenizer_and_weights(self, payload: dict | None):
         """The tokenizer (from the checkpoint when resuming / finetuning) and, for a fresh finetune,
         the pretraining weights to start from."""
         if payload is not None:
             return tokenizer_from_str(payload["tokenizer"], "checkpoint tokenizer"), None
-        if self.kind == "finetune":
+        if self.kind == "finetune" and self.pretrain is not None:
             name, pre_dir, choice, _ = self.pretrain
             path = ckpt.resolve_choice(pre_dir, choice)
             pre_payload = ckpt.load(path)
@@ -316,8 +335,10 @@ class Session:
     # ------------------------------------------------------------------ files at start
     def _resolved_dict(self) -> dict:
         data = to_dict(self.cfg, self.registry)
-        if self.kind == "finetune":
+        if self.kind == "finetune" and self.pre_ref:
             data["pretrain"] = {k: self.pre_ref.get(k) for k in ("name", "path", "checkpoint", "sha256")}
+        elif self.kind == "finetune":
+            data["pretrain"] = dict(NO_PRETRAINING)
         return data
 
     def _write_start_files(self, payload, tok, model, label_names, unk, precision) -> None:
@@ -341,7 +362,7 @@ class Session:
         info = run_info(self.cfg.seed, self.cfg.train.dtype, self.dist.device, self.registry,
                         model.num_parameters(), self.dist.world)
         write_json(self.exp / "run_info.json", {**info, "kind": self.kind, "unk_rate_validation": unk,
-                                                "pretrain": self.pre_ref})
+                                                "pretrain": self._resolved_dict().get("pretrain")})
 
 
 def _save_plain(path: Path, state: dict) -> None:
