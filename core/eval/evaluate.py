@@ -81,6 +81,19 @@ def log_wandb(cfg, exp_dir: Path, split: str, result: dict[str, Any]) -> None:
     logger.finish()
 
 
+def run_state(exp_dir: Path, checkpoint: Path) -> dict[str, Any]:
+    """``run_status`` from status.json, and a one-line ``warning`` when the run has not finished."""
+    status = read_json(exp_dir / "status.json") or {}
+    state = str(status.get("status") or "unknown")
+    if state == "finished":
+        return {"run_status": state}
+    cause = f": {str(status['cause']).splitlines()[0]}" if status.get("cause") else ""
+    return {"run_status": state,
+            "warning": f"finetune/{exp_dir.name} did not finish (status {state} at step {status.get('step', '?')}"
+                       f"{cause}); these scores are of {Path(checkpoint).name}, not of a finished run - continue "
+                       f"it with -resume first"}
+
+
 def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path | None = None,
              wandb: bool = True) -> dict[str, Any]:
     """Score experiment ``exp`` on ``split`` with checkpoint ``ckpt``; returns what is stored in eval.json."""
@@ -105,6 +118,7 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
               "tokens_per_s": out.tokens_per_s, "inference_s": out.seconds, column: mem, "mem_kind": kind,
               "memory_column": column, "device": str(device), "batch_size": cfg.train.eval_batch_size,
               "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    result.update(run_state(exp_dir, inf.checkpoint_path))
     merge_eval_json(exp_dir, split, result)
     if wandb:
         log_wandb(cfg, exp_dir, split, result)

@@ -144,6 +144,8 @@ def configuration_row(runs: list[Run], split: str, metric_names: Iterable[str]) 
     for m in metric_names:
         row.update(_stats([r.metrics.get(m, math.nan) for r in ok], m, best=(m == "macro_F1")))
     row["time_per_epoch_s"] = _mean(r.cost.get("time_per_epoch_s") for r in ok)
+    row["time_per_epoch_source"] = " ".join(sorted({str(r.cost.get("time_per_epoch_source") or "") for r in ok} - {""}))
+    row["time_per_step_s"] = _mean(r.cost.get("time_per_step_s") for r in ok)
     row["train_tokens_per_s"] = _mean(r.cost.get("train_tokens_per_s") for r in ok)
     row["infer_tokens_per_s"] = _mean(r.cost.get("infer_tokens_per_s") for r in ok)
     row.update(_memory(ok))

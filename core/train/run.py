@@ -128,8 +128,6 @@ class Session:
     def _train(self, payload, tok, model, train_ds, val_ds, label_names, unk) -> RunResult:
         files, cfg = self.files, self.cfg
         precision = Precision(cfg.train.dtype, self.dist.device)
-        self._write_start_files(payload, tok, model, label_names, unk, precision)
-        seed_everything(cfg.seed + 7919 * self.dist.rank)  # dropout streams differ per process
         extra = {"tokenizer": tokenizer_to_str(tok), "config": to_dict(cfg, self.registry),
                  "label_names": label_names, "pretrain": self.pre_ref}
         wb = WandbLogger(cfg.logging.wandb, self.exp, f"{self.kind}/{self.exp.name}", self._resolved_dict(),
@@ -138,8 +136,11 @@ class Session:
                           cfg.seed), train_ds=train_ds, val_ds=val_ds, files=files, wandb=wb, dist=self.dist,
                           precision=precision, registry=self.registry, payload_extra=extra,
                           stop_requested=self._stop.is_set)
+        self._write_start_files(payload, tok, model, label_names, unk, precision, trainer.plan())
+        seed_everything(cfg.seed + 7919 * self.dist.rank)  # dropout streams differ per process
         if payload is not None:
             trainer.restore(payload)
+        self._announce(trainer)
         wb.summary({"unk_rate_validation": unk})
         code = 1
         try:
@@ -341,7 +342,16 @@ class Session:
             data["pretrain"] = dict(NO_PRETRAINING)
         return data
 
-    def _write_start_files(self, payload, tok, model, label_names, unk, precision) -> None:
+    def _announce(self, trainer: Trainer) -> None:
+        p, tc = trainer.plan(), self.cfg.train
+        short = tc.max_steps and tc.max_steps < p["steps_per_epoch"] * tc.epochs
+        cut = f", cut to train.max_steps={tc.max_steps}" if short else ""
+        start = f", resuming at step {trainer.pos.step}" if trainer.pos.step else ""
+        self.files.notice(f"{self.kind}/{self.exp.name}: {p['total_steps']:,} optimizer steps of {p['global_batch']} "
+                          f"examples ({tc.epochs} epoch(s) of {p['steps_per_epoch']:,} steps{cut}){start}; validation "
+                          f"every {p['eval_every_steps']:,} steps and at each epoch end")
+
+    def _write_start_files(self, payload, tok, model, label_names, unk, precision, plan: dict) -> None:
         files = self.files
         step = payload["position"]["step"] if payload else 0
         epoch = payload["position"]["epoch"] if payload else 0
@@ -361,7 +371,7 @@ class Session:
             write_json(self.exp / "labels.json", label_names)
         info = run_info(self.cfg.seed, self.cfg.train.dtype, self.dist.device, self.registry,
                         model.num_parameters(), self.dist.world)
-        write_json(self.exp / "run_info.json", {**info, "kind": self.kind, "unk_rate_validation": unk,
+        write_json(self.exp / "run_info.json", {**info, "kind": self.kind, "unk_rate_validation": unk, **plan,
                                                 "pretrain": self._resolved_dict().get("pretrain")})
 
 
