@@ -69,10 +69,20 @@ def _checkpoint_arg(ref: object, pre: str) -> str:
 
 
 def _absolute(section: dict, keys: tuple[str, ...], root: Path) -> None:
-    for key in keys:
-        value = section.get(key)
-        if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (root / value).exists():
-            section[key] = str((root / value).resolve())
+    """Make relative paths absolute (``section[key]`` may be a path or a list of paths / {path} entries)."""
+    for key in (k for k in keys if k in section):
+        value = section[key]
+        if isinstance(value, list):
+            section[key] = [{**v, "path": _absolute_path(v.get("path"), root)} if isinstance(v, dict)
+                            else _absolute_path(v, root) for v in value]
+        else:
+            section[key] = _absolute_path(value, root)
+
+
+def _absolute_path(value, root: Path):
+    if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (root / value).exists():
+        return str((root / value).resolve())
+    return value
 
 
 def _stage_config(run_dir: Path, kind: str, name: str, out: Path) -> None:

@@ -147,18 +147,30 @@ def finetune_dict(raw: dict, registry, scratch: bool = False) -> dict:
 
 def fill_data_paths(raw: dict, root: Path) -> None:
     """Keep a relative data path if it exists under ``root``; else make it absolute if it exists under
-    the current directory or the effx source checkout (where the shipped sample lives)."""
+    the current directory or the effx source checkout (where the shipped sample lives). Lists of paths
+    and ``{path: ...}`` entries are handled path by path; glob patterns stay relative to ``root``."""
     data = raw.get("data")
     if not isinstance(data, dict):
         return
     for key in DATA_PATH_KEYS:
         value = data.get(key)
-        if not isinstance(value, str) or Path(value).expanduser().is_absolute() or (root / value).exists():
-            continue
-        for base in (Path.cwd(), SOURCE_ROOT):
-            if (base / value).exists():
-                data[key] = str((base / value).resolve())
-                break
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict) and isinstance(item.get("path"), str):
+                    item["path"] = _filled(item["path"], root)
+                elif isinstance(item, str):
+                    value[i] = _filled(item, root)
+        elif isinstance(value, str):
+            data[key] = _filled(value, root)
+
+
+def _filled(value: str, root: Path) -> str:
+    if Path(value).expanduser().is_absolute() or (root / value).exists():
+        return value
+    for base in (Path.cwd(), SOURCE_ROOT):
+        if (base / value).exists():
+            return str((base / value).resolve())
+    return value
 
 
 # ----------------------------------------------------------------------------- checks
