@@ -47,8 +47,8 @@ def eval_cmd(exp, split, ckpt, compare, metric, out, thresholds, root):
     from effx.eval import evaluate
 
     res = evaluate(exp, split=split or "test", ckpt=ckpt, root=root)
-    if res.get("warning"):
-        click.echo(f"Warning: {res['warning']}", err=True)
+    for line in res.get("warnings", []):
+        click.echo(f"Warning: {line}", err=True)
     click.echo(" ".join(f"{k}={_fmt(v)}" for k, v in res["metrics"].items()))
     mem = res["memory_column"]
     click.echo(f"inference tokens/s={res['tokens_per_s']:.1f} {mem}={res[mem]:.1f} on {res['device']} "

@@ -107,6 +107,7 @@ class DataConfig:
     label_field: str = "label"
     max_length: int = 128
     validation_fraction: float = 0.1
+    max_overlap_fraction: float = 0.05  # validation/test rows also in train: above this fraction, an error
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     length_bucketing: bool = False

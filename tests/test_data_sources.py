@@ -32,6 +32,7 @@ def files(tmp_path):
 
 
 def load(tmp_path, need_labels=False, **kw):
+    kw.setdefault("max_overlap_fraction", 1.0)  # validation reuses a training file here
     cfg = structure(kw, DataConfig, root="data")
     return load_splits(cfg, 0, need_labels=need_labels, cache_dir=str(tmp_path / "hf"))
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import EffxError
+from .leaks import check_overlap, check_sample_mix, keys, overlap_warnings
 from .sources import Source, split_sources
 
 BUILDERS = {"csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "text": "text"}
@@ -47,6 +48,12 @@ class Splits:
     validation: datasets.Dataset
     test: Optional[datasets.Dataset]
     label_names: Optional[list[str]]
+    overlap: dict = attrs.Factory(dict)  # split -> rows whose text also occurs in train (below the error limit)
+
+    @property
+    def warnings(self) -> list[str]:
+        sizes = {"validation": len(self.validation), "test": len(self.test) if self.test is not None else 0}
+        return overlap_warnings(self.overlap, sizes)
 
     @property
     def num_classes(self) -> int:
@@ -61,6 +68,7 @@ def load_splits(cfg: DataConfig, seed: int, need_labels: bool = True, label_name
     them from the training file. ``cache_dir`` is where ``datasets`` keeps its Arrow cache.
     """
     _check_cfg(cfg)
+    check_sample_mix(cfg)
     raw = _read_raw(cfg, cache_dir)
     cols = {name: _concat([_columns(ds, src, cfg, need_labels) for src, ds in parts]) for name, parts in raw.items()}
     names = None
@@ -74,7 +82,10 @@ def load_splits(cfg: DataConfig, seed: int, need_labels: bool = True, label_name
     for name in ("validation", "test"):
         if name in out:
             out[name] = _subsample(out[name], cfg.max_eval_samples, seed + 1, "data.max_eval_samples")
-    return Splits(out["train"], out["validation"], out.get("test"), names)
+    scored = ("validation", "test") if need_labels else ("validation",)  # pretraining never scores test
+    others = {k: out[k]["text"] for k in scored if k in out}
+    overlap = check_overlap(out["train"]["text"], others, cfg.max_overlap_fraction)
+    return Splits(out["train"], out["validation"], out.get("test"), names, overlap)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -330,7 +341,9 @@ def _to_dataset(c: dict[str, list]) -> datasets.Dataset:
 
 # ----------------------------------------------------------------------------- splitting
 def _carve(train: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Hold out ``fraction`` of train (seeded, numpy) as validation; both keep the file's row order."""
+    """Hold out ``fraction`` of train (seeded, numpy) as validation; both keep the file's row order.
+
+    Rows repeating the text of a held-out row are held out too, so no validation text is trained on."""
     if not 0.0 < fraction < 1.0:
         raise EffxError(f"data.validation_fraction must be between 0 and 1 (exclusive), got {fraction}; "
                         f"or set data.validation to a file")
@@ -340,9 +353,15 @@ def _carve(train: datasets.Dataset, fraction: float, seed: int) -> tuple[dataset
         raise EffxError(f"data.train has only {n} rows: too few to hold out a validation fraction of "
                         f"{fraction}; add rows or set data.validation to a file")
     perm = np.random.default_rng([seed & 0xFFFFFFFF, 1]).permutation(n)
-    val = np.sort(perm[:n_val])
-    rest = np.sort(perm[n_val:])
-    return train.select(rest), train.select(val)
+    in_val = np.zeros(n, dtype=bool)
+    in_val[perm[:n_val]] = True
+    hashes = keys(train["text"])
+    held = {hashes[i] for i in np.flatnonzero(in_val)}
+    in_val |= np.array([h in held for h in hashes])  # duplicates of a held-out text are held out with it
+    if in_val.all():
+        raise EffxError(f"data.train has only {n} distinct texts: too few to hold out a validation fraction of "
+                        f"{fraction}; add rows or set data.validation to a file")
+    return train.select(np.flatnonzero(~in_val)), train.select(np.flatnonzero(in_val))
 
 
 def _subsample(ds: datasets.Dataset, n: Optional[int], seed: int, key: str) -> datasets.Dataset:

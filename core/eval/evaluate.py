@@ -59,7 +59,8 @@ def split_records(cfg, root: Path, split: str, label_names):
     ds = getattr(splits, split)
     if ds is None or len(ds) == 0:
         raise EffxError(f"split '{split}' has no records; set data.{split} to a file or use -split validation")
-    return ds["text"], np.asarray(ds["label"])
+    warnings = [w for w in splits.warnings if w.startswith(f"data.{split}:")]
+    return ds["text"], np.asarray(ds["label"]), warnings
 
 
 def merge_eval_json(exp_dir: Path, split: str, result: dict[str, Any]) -> Path:
@@ -104,7 +105,7 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
     exp_dir = finetune_dir(exp, root)
     inf = load_for_inference(exp_dir, ckpt=ckpt)
     cfg = inf.config
-    texts, labels = split_records(cfg, exp_dir.parent.parent, split, inf.label_names)
+    texts, labels, warnings = split_records(cfg, exp_dir.parent.parent, split, inf.label_names)
     from ..data import encode
 
     ids = encode(inf.tokenizer, list(texts), cfg.data.max_length)
@@ -118,7 +119,9 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
               "tokens_per_s": out.tokens_per_s, "inference_s": out.seconds, column: mem, "mem_kind": kind,
               "memory_column": column, "device": str(device), "batch_size": cfg.train.eval_batch_size,
               "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    result.update(run_state(exp_dir, inf.checkpoint_path))
+    state = run_state(exp_dir, inf.checkpoint_path)
+    result["run_status"] = state["run_status"]
+    result["warnings"] = [w for w in [state.get("warning")] if w] + warnings
     merge_eval_json(exp_dir, split, result)
     if wandb:
         log_wandb(cfg, exp_dir, split, result)

@@ -93,6 +93,7 @@ def init_experiment(name: str, root=None, template: str | None = None, sets: Ite
         if finetune:
             check_set_key(item, key, name, scratch=not pretrained)
         apply_set(raw, key, value)
+    drop_template_eval_files(raw, {key for key, _ in parsed})
     fill_data_paths(raw, exp.parent.parent)
     data = finetune_dict(raw, registry, scratch=not pretrained) if finetune else pretrain_dict(raw, registry)
     run = f"effx {kind} -exp {name}" + (" -pretrain PRE" if finetune and pretrained else "")
@@ -104,6 +105,17 @@ def init_experiment(name: str, root=None, template: str | None = None, sets: Ite
     exp.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, header + dump_yaml(data))
     return target
+
+
+def drop_template_eval_files(raw: dict, set_keys: set[str]) -> None:
+    """A template's validation/test files belong to its training file: when ``--set data.train`` replaces
+    that, they are dropped unless set too (validation is then held out of the user's training data)."""
+    data = raw.get("data")
+    if "data.train" not in set_keys or not isinstance(data, dict):
+        return
+    for split in ("validation", "test"):
+        if f"data.{split}" not in set_keys:
+            data[split] = None
 
 
 def add_scratch_sections(raw: dict) -> None:

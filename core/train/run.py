@@ -293,6 +293,8 @@ class Session:
         need_labels = self.kind == "finetune"
         saved = payload.get("label_names") if payload else None
         splits = load_splits(data_cfg, cfg.seed, need_labels=need_labels, label_names=saved)
+        for line in splits.warnings:
+            self.notes.append(("warning", line, {"event": "overlap"}))
         if tok is None:
             text = tokenizer_to_str(train_tokenizer(splits.train["text"], cfg.tokenizer)) if self.dist.main else None
             tok = tokenizer_from_str(self.dist.broadcast(text), "trained tokenizer")
@@ -309,7 +311,8 @@ class Session:
         self.notes.append(("info", f"[UNK] rate on validation text: {unk:.4%}; {cut} of {len(train_ids)} training "
                            f"texts truncated to data.max_length={cfg.data.max_length}",
                            {"event": "data", "unk_rate_validation": unk, "train_examples": len(train_ids),
-                            "validation_examples": len(val_ids), "truncated_train": cut}))
+                            "validation_examples": len(val_ids), "truncated_train": cut,
+                            "overlap_with_train": splits.overlap}))
         return (EncodedDataset(train_ids, labels(splits.train)), EncodedDataset(val_ids, labels(splits.validation)),
                 splits.label_names, unk)
 
