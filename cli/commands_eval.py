@@ -51,6 +51,8 @@ def eval_cmd(exp, split, ckpt, compare, metric, out, thresholds, root):
         click.echo(f"Warning: {res['truncated']} of {res['n_examples']} text(s) were longer than data.max_length="
                    f"{res['max_length']} tokens and were truncated", err=True)
     click.echo(f"scored {res['data']}")
+    for line in res.get("warnings", []):
+        click.echo(f"Warning: {line}", err=True)
     click.echo(" ".join(f"{k}={_fmt(v)}" for k, v in res["metrics"].items()))
     mem = res["memory_column"]
     click.echo(f"inference tokens/s={res['tokens_per_s']:.1f} {mem}={res[mem]:.1f} on {res['device']} "

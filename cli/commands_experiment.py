@@ -31,15 +31,21 @@ def _exp_option(f):
               help="Override a setting, e.g. --set model.d_model=64 (repeatable; values parsed as YAML).")
 @click.option("--force", is_flag=True, help="Overwrite an existing config.yaml.")
 @click.option("--finetune", is_flag=True, help="Create finetune/NAME/config.yaml (head, data, train settings only).")
+@click.option("--no-pretrain", "no_pretrain", is_flag=True,
+              help="With --finetune: also write model and tokenizer sections; `effx finetune -exp NAME` then "
+                   "trains from a fresh initialisation, without a pretraining experiment.")
 @_root_option
-def init_cmd(exp, template, sets, force, finetune, root):
+def init_cmd(exp, template, sets, force, finetune, no_pretrain, root):
     """Create pretrain/NAME/config.yaml (or finetune/NAME/config.yaml) with every default filled in."""
     from effx.train import init_experiment
 
-    path = init_experiment(exp, root=root, template=template, sets=sets, force=force, finetune=finetune)
+    if no_pretrain and not finetune:
+        raise click.ClickException("--no-pretrain is a finetune option; add --finetune")
+    path = init_experiment(exp, root=root, template=template, sets=sets, force=force, finetune=finetune,
+                           pretrained=not no_pretrain)
     click.echo(f"wrote {path}")
     kind = "finetune" if finetune else "pretrain"
-    extra = " -pretrain PRE" if finetune else ""
+    extra = " -pretrain PRE" if finetune and not no_pretrain else ""
     click.echo(f"next: edit it if you like, then run `effx {kind} -exp {exp}{extra}`")
 
 
@@ -60,21 +66,25 @@ def pretrain_cmd(exp, resume, overwrite, root):
 
 @click.command("finetune")
 @_exp_option
-@click.option("-pretrain", "--pretrain", "pretrain", required=True, metavar="PRE",
-              help="Pretraining experiment whose architecture, tokenizer and weights are used.")
+@click.option("-pretrain", "--pretrain", "pretrain", default=None, metavar="PRE",
+              help="Pretraining experiment whose architecture, tokenizer and weights are used. Without it the "
+                   "model starts from scratch (the config needs model/tokenizer: `effx init --finetune --no-pretrain`).")
 @click.option("-ckpt", "--ckpt", "ckpt", default="best", show_default=True, metavar="best|last|PATH",
               help="Which checkpoint of PRE to start from.")
 @click.option("-resume", "--resume", "resume", is_flag=True, help="Continue from the latest good checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete this experiment's previous run (keeps config.yaml).")
 @_root_option
 def finetune_cmd(exp, pretrain, ckpt, resume, overwrite, root):
-    """Finetune a classifier from a pretraining checkpoint; writes everything into finetune/FT/."""
+    """Finetune a classifier (from a pretraining checkpoint, or from scratch); writes into finetune/FT/."""
+    if pretrain is None and ckpt != "best":
+        raise click.ClickException("-ckpt picks a checkpoint of -pretrain PRE; pass -pretrain too")
+
     def go():
         from effx.train import run_finetune
 
         return run_finetune(exp, pretrain, ckpt, root=root, resume=resume, overwrite=overwrite)
 
-    _run(go, f"effx finetune -exp {exp} -pretrain {pretrain} -resume")
+    _run(go, f"effx finetune -exp {exp}" + (f" -pretrain {pretrain}" if pretrain else "") + " -resume")
 
 
 def _run(fn, resume_cmd: str) -> None:

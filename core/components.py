@@ -58,10 +58,14 @@ class AttentionContext:
 
 @attrs.frozen
 class PositionalContext:
+    """Structural facts a positional encoding needs. ``embedding_std`` is the standard deviation the
+    token embeddings are initialised with: an additive encoding sizes its vectors against it."""
+
     d_model: int
     n_heads: int
     head_dim: int
     max_seq_len: int
+    embedding_std: float = 0.02
 
 
 @attrs.frozen
@@ -184,7 +188,11 @@ class PositionalEncoding(nn.Module):
 
 
 class Head(nn.Module):
-    """Base class of heads. ``forward(hidden [B, N, D], attention_mask [B, N] bool) -> logits``."""
+    """Base class of heads. ``forward(hidden [B, N, D], attention_mask [B, N] bool) -> logits``.
+
+    A head whose ``task`` is ``"mlm"`` decodes each position independently: in training it is called
+    on the masked positions only, ``hidden [M, D]`` and ``attention_mask [M]``, returning ``[M, V]``.
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type] = EmptyConfig

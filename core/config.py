@@ -14,7 +14,7 @@ import enum
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import attrs
 import cattrs
@@ -82,18 +82,37 @@ class ModelConfig:
 
 
 @attrs.frozen
-class DataConfig:
-    """Where records come from. Paths are local files (csv/json/jsonl/parquet/txt) or, online, a hub name."""
+class DataFile:
+    """One entry of a list of data files: a path or glob, with the fields that differ from ``data.*``."""
 
-    train: Optional[str] = None
-    validation: Optional[str] = None
-    test: Optional[str] = None
+    path: str
+    text_field: Optional[str] = None  # null: data.text_field (for plain text files: their one column)
+    label_field: Optional[str] = None  # null: data.label_field
+    format: Optional[Literal["csv", "json", "jsonl", "parquet", "text"]] = None  # null: data.format
+
+
+# A split's files: one path, or a list of paths / globs / DataFile entries (read and concatenated in order).
+DataSource = Optional[Union[str, list[Union[str, DataFile]]]]
+
+
+@attrs.frozen
+class DataConfig:
+    """Where records come from. Paths are local files (csv/json/jsonl/parquet/txt) or, online, a hub name.
+
+    ``train`` / ``validation`` / ``test`` are each a path, or a list of paths, globs and
+    ``{path, text_field, label_field, format}`` entries (e.g. task text plus an unlabelled corpus).
+    """
+
+    train: DataSource = None
+    validation: DataSource = None
+    test: DataSource = None
     hub_name: Optional[str] = None
     format: Literal["auto", "csv", "json", "jsonl", "parquet", "text"] = "auto"
     text_field: str = "text"
     label_field: str = "label"
     max_length: int = attrs.field(default=128, validator=at_least(2))  # room for [CLS] and [SEP]
     validation_fraction: float = attrs.field(default=0.1, validator=between(0, 1, low_open=True, high_open=True))
+    max_overlap_fraction: float = attrs.field(default=0.05, validator=between(0, 1))  # validation/test rows also in train: above this fraction, an error
     max_train_samples: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
     max_eval_samples: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
     length_bucketing: bool = False
@@ -233,6 +252,7 @@ def make_converter(registry=None) -> cattrs.Converter:
     conv.register_structure_hook_func(
         lambda t: isinstance(t, type) and issubclass(t, ComponentSpec), lambda v, t: _structure_spec(conv, registry, v, t)
     )
+    conv.register_structure_hook_func(lambda t: t == DataSource, lambda v, t: _structure_source(conv, v))
     conv.register_unstructure_hook_func(
         lambda t: isinstance(t, type) and issubclass(t, ComponentSpec), lambda s: _unstructure_spec(conv, registry, s)
     )
@@ -250,6 +270,28 @@ def _structure_spec(conv: cattrs.Converter, registry, value: Any, t: type) -> Co
         return t(name, rest)
     entry = registry.get(t.kind, name)
     return t(name, conv.structure(rest, entry.cls.Config))
+
+
+def _structure_source(conv: cattrs.Converter, value: Any) -> Any:
+    """A path, or a list of paths / ``{path, text_field, label_field, format}`` mappings."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not value:
+        raise _Mismatch(f"expected a file path or a non-empty list of paths / {{path, text_field, ...}} entries, "
+                        f"got {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            try:
+                out.append(conv.structure(item, DataFile))
+            except (ClassValidationError, _Mismatch) as exc:
+                raise _Mismatch(f"[{i}]: {config_error(exc)}") from None
+        else:
+            raise _Mismatch(f"[{i}]: expected a path or a {{path, text_field, label_field, format}} mapping, "
+                            f"got {item!r}")
+    return out
 
 
 def _unstructure_spec(conv: cattrs.Converter, registry, spec: ComponentSpec) -> dict:

@@ -121,7 +121,7 @@ def test_corrupt_latest_checkpoint_resume_falls_back_to_previous(tmp_path, monke
     set_env(monkeypatch)
     data = make_data(tmp_path / "data")
     sets = tiny_sets(data, **{"model.dropout": 0.1, "train.max_steps": 10, "checkpoint.every_steps": 3,
-                              "checkpoint.keep_last": 3})
+                              "checkpoint.keep_last": 3, "train.eval_every_steps": 10})  # no best-loss checkpoints between
     init_experiment("p", root=tmp_path, sets=sets)
     run_pretrain("p", root=tmp_path)  # checkpoints at 3, 6, 9, 10; the last three kept
     exp = tmp_path / "pretrain" / "p"

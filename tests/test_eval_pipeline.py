@@ -368,6 +368,7 @@ def test_reproduce_sh_retrains_and_recreates_results_csv(root, tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     old = pd.read_csv(rep.out / "results.csv")
     new = pd.read_csv(tmp_path / "again" / "report" / "results.csv")
-    measured = ["time_per_epoch_s", "train_tokens_per_s", "infer_tokens_per_s", "peak_rss_MiB", "max_gpu_mem_MiB"]
+    measured = ["time_per_epoch_s", "time_per_step_s", "train_tokens_per_s", "infer_tokens_per_s", "peak_rss_MiB",
+                "max_gpu_mem_MiB"]
     pd.testing.assert_frame_equal(old.drop(columns=measured), new.drop(columns=measured))
     assert (tmp_path / "again" / "finetune" / SDPA_FT[0] / "ckpt_best.pt").is_file()

@@ -169,3 +169,64 @@ def test_batch_keys_and_shapes():
 def test_bad_mlm_config_is_config_error(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         MLMCollator(VOCAB, MLMConfig(**kw), seed=0)
+
+
+def _tiny_mlm_model():
+    import effx
+    from effx.config import ModelConfig
+
+    cfg = ModelConfig(vocab_size=VOCAB, d_model=32, n_layers=1, n_heads=2, d_ff=64, dropout=0.0, max_seq_len=128)
+    torch.manual_seed(0)
+    return effx.build_model(cfg, "mlm")
+
+
+def test_mlm_loss_at_masked_positions_equals_the_full_vocabulary_loss():
+    """Decoding only the masked rows gives the loss, count, accuracy and gradients of decoding every position."""
+    import torch.nn.functional as F
+
+    from effx.train.task import MLMTask
+
+    model = _tiny_mlm_model()
+    batch = MLMCollator(VOCAB, MLMConfig(), seed=3)([corpus(16, 60)[i] for i in range(16)])
+    full = model(batch["input_ids"], batch["attention_mask"])  # (B, N, V): what was decoded before
+    ref = F.cross_entropy(full.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    ref.backward()
+    ref_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    picked = model(batch["input_ids"], batch["attention_mask"], **MLMTask.forward_kwargs(batch))
+    n_masked = int((batch["labels"] != IGNORE_INDEX).sum())
+    assert picked.shape == (n_masked, VOCAB) and 0 < n_masked < batch["labels"].numel() // 4
+    total, count = MLMTask.loss(picked, batch)
+    torch.testing.assert_close(total, ref, rtol=1e-6, atol=1e-4)
+    assert int(count) == n_masked
+    assert MLMTask.eval_batch(picked, batch) == MLMTask.eval_batch(full, batch)
+    total.backward()
+    for g, g_ref in zip((p.grad for p in model.parameters()), ref_grads):
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)  # summation order differs
+
+
+def test_pretraining_decodes_only_masked_positions(tmp_path, monkeypatch):
+    """The trainer hands the MLM head the masked rows alone, in training and in validation."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_helpers import make_data, set_env, tiny_sets
+
+    from effx.builtin.heads import MLMHead
+    from effx.train import init_experiment, run_pretrain
+
+    set_env(monkeypatch)
+    shapes = []
+    original = MLMHead.forward
+
+    def spy(self, hidden, attention_mask):
+        shapes.append(tuple(hidden.shape))
+        return original(self, hidden, attention_mask)
+
+    monkeypatch.setattr(MLMHead, "forward", spy)
+    data = make_data(tmp_path / "data", n_train=48, n_val=16)
+    init_experiment("pre", root=tmp_path, sets=tiny_sets(data, **{"train.max_steps": 3}))
+    run_pretrain("pre", root=tmp_path)
+    assert len(shapes) >= 4  # 3 training steps + at least one validation batch
+    assert all(len(s) == 2 and s[1] == 32 for s in shapes), shapes  # (M, D), never (B, N, D)

@@ -62,7 +62,7 @@ def test_pretrain_writes_every_artefact(pretrained):
     assert all(float(r["tokens_per_s"]) > 0 for r in train)
     val = rows(exp, "validation")
     assert [int(r["step"]) for r in val] == [4, 6]  # eval_every_steps, then the end of training
-    assert val[0]["time_per_epoch_s"] == "" and float(val[1]["time_per_epoch_s"]) > 0
+    assert val[0]["time_per_epoch_s"] == "" and val[1]["time_per_epoch_s"] == ""  # 6 of 24 steps: no full epoch
     assert all(r["AUROC"] == "" and float(r["loss"]) > 0 for r in val)
     events = [json.loads(line) for line in (exp / "events.jsonl").read_text().splitlines()]
     kinds = [e["event"] for e in events]
@@ -75,7 +75,7 @@ def test_loss_goes_down_with_training(env):
     root, data = env
     init_experiment("p", root=root, sets=tiny_sets(data, **{"train.epochs": 3, "train.optimizer.lr": 0.003}))
     run_pretrain("p", root=root)
-    val = [float(r["loss"]) for r in rows(root / "pretrain" / "p", "validation")]
+    val = [float(r["loss"]) for r in rows(root / "pretrain" / "p", "validation") if int(r["step"]) % 24 == 0]
     first_train = float(rows(root / "pretrain" / "p")[0]["loss"])
     assert len(val) == 3 and val[0] > val[1] > val[2] and val[-1] < first_train - 0.3
 

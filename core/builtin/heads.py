@@ -56,7 +56,12 @@ class MLMConfig:
 
 
 class MLMHead(Head):
-    """Dense + activation + LayerNorm + decoder tied to the token embedding (BERT)."""
+    """Dense + activation + LayerNorm + decoder tied to the token embedding (BERT).
+
+    Every position is decoded on its own, so ``forward`` takes hidden states of any leading shape:
+    ``[B, N, D]`` or, during training, only the masked positions ``[M, D]`` (the vocabulary
+    projection is most of an MLM step's arithmetic, and unmasked positions carry no loss).
+    """
 
     name = "mlm"
     Config = MLMConfig
@@ -74,7 +79,7 @@ class MLMHead(Head):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         act = F.gelu if self.config.activation == "gelu" else F.relu
-        return self.decoder(self.ln(act(self.dense(hidden))))  # (B, N, V)
+        return self.decoder(self.ln(act(self.dense(hidden))))  # (..., D) -> (..., V)
 
 
 @hookimpl

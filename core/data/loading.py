@@ -28,6 +28,8 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import EffxError
+from .leaks import check_overlap, check_sample_mix, keys, overlap_warnings
+from .sources import Source, split_sources
 
 BUILDERS = {"csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "text": "text"}
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet",
@@ -46,6 +48,12 @@ class Splits:
     validation: datasets.Dataset
     test: Optional[datasets.Dataset]
     label_names: Optional[list[str]]
+    overlap: dict = attrs.Factory(dict)  # split -> rows whose text also occurs in train (below the error limit)
+
+    @property
+    def warnings(self) -> list[str]:
+        sizes = {"validation": len(self.validation), "test": len(self.test) if self.test is not None else 0}
+        return overlap_warnings(self.overlap, sizes)
 
     @property
     def num_classes(self) -> int:
@@ -60,11 +68,13 @@ def load_splits(cfg: DataConfig, seed: int, need_labels: bool = True, label_name
     them from the training file. ``cache_dir`` is where ``datasets`` keeps its Arrow cache.
     """
     _check_cfg(cfg)
+    check_sample_mix(cfg)
     raw = _read_raw(cfg, cache_dir)
-    cols = {name: _columns(ds, cfg, name, need_labels) for name, ds in raw.items()}
+    cols = {name: _concat([_columns(ds, src, cfg, need_labels) for src, ds in parts]) for name, parts in raw.items()}
     names = None
     if need_labels:
-        cols, names = _map_labels(cols, cfg, raw["train"], label_names)
+        src, first = raw["train"][0]
+        cols, names = _map_labels(cols, cfg, first.features.get(src.label_field), label_names)
     out = {name: _to_dataset(c) for name, c in cols.items()}
     if "validation" not in out:
         out["train"], out["validation"] = _carve(out["train"], cfg.validation_fraction, seed)
@@ -72,7 +82,10 @@ def load_splits(cfg: DataConfig, seed: int, need_labels: bool = True, label_name
     for name in ("validation", "test"):
         if name in out:
             out[name] = _subsample(out[name], cfg.max_eval_samples, seed + 1, "data.max_eval_samples")
-    return Splits(out["train"], out["validation"], out.get("test"), names)
+    scored = ("validation", "test") if need_labels else ("validation",)  # pretraining never scores test
+    others = {k: out[k]["text"] for k in scored if k in out}
+    overlap = check_overlap(out["train"]["text"], others, cfg.max_overlap_fraction)
+    return Splits(out["train"], out["validation"], out.get("test"), names, overlap)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -83,11 +96,18 @@ def _check_cfg(cfg: DataConfig) -> None:
         raise EffxError("both data.train and data.hub_name are set; keep one of them (local files or a hub name)")
 
 
-def _read_raw(cfg: DataConfig, cache_dir: Optional[str]) -> dict[str, datasets.Dataset]:
+def _read_raw(cfg: DataConfig, cache_dir: Optional[str]) -> dict[str, list[tuple[Source, datasets.Dataset]]]:
+    """Every split's files, each with the :class:`Source` saying which fields to read from it."""
     if cfg.hub_name is not None:
-        return _read_hub(cfg.hub_name, cfg, cache_dir)
-    paths = {name: getattr(cfg, name) for name in SPLITS if getattr(cfg, name) is not None}
-    return {name: read_file(path, cfg.format, f"data.{name}", cache_dir) for name, path in paths.items()}
+        return {name: [(Source(f"data.hub_name '{cfg.hub_name}' split {name}", cfg.hub_name, "hub", None,
+                               cfg.label_field), ds)]
+                for name, ds in _read_hub(cfg.hub_name, cfg, cache_dir).items()}
+    out = {}
+    for name in SPLITS:
+        sources = split_sources(getattr(cfg, name), name, cfg)
+        if sources:
+            out[name] = [(src, read_file(src.path, src.fmt, src.key, cache_dir)) for src in sources]
+    return out
 
 
 def file_format(path: str | Path, fmt: str = "auto", key: str = "data.train") -> str:
@@ -219,42 +239,52 @@ def _read_hub(name: str, cfg: DataConfig, cache_dir: Optional[str]) -> dict[str,
 
 
 # ----------------------------------------------------------------------------- columns and labels
-def _columns(ds: datasets.Dataset, cfg: DataConfig, split: str, need_labels: bool) -> dict[str, list]:
-    """``{'text': [...], 'label': [...] }`` with the user's field names resolved (labels still raw)."""
+def _columns(ds: datasets.Dataset, src: Source, cfg: DataConfig, need_labels: bool) -> dict[str, list]:
+    """``{'text': [...], 'label': [...], 'label_name': [...]}`` of one file (labels still raw)."""
     names = ds.column_names
-    text_field = cfg.text_field
-    _require(names, text_field, "data.text_field", split)
+    plain = src.fmt != "hub" and file_format(src.path, src.fmt, src.key) == "text"
+    text_field = src.text_field or ("text" if plain else cfg.text_field)  # a plain text file has one column
+    _require(names, text_field, "text_field", src)
     texts = _column(ds, text_field)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
-        raise EffxError(f"data.{split}: column '{text_field}' has {len(bad)} rows that are not text "
+        raise EffxError(f"{src.key}{_where(src)}: column '{text_field}' has {len(bad)} rows that are not text "
                         f"(first at row {bad[0]}: {texts[bad[0]]!r}); remove them or fix the column")
-    if cfg.label_field not in names:
+    none = [None] * len(texts)
+    if src.label_field not in names:
         if need_labels:
-            _require(names, cfg.label_field, "data.label_field", split)
-        return {"text": texts, "label": [-1] * len(texts)}
-    labels = _column(ds, cfg.label_field)
+            _require(names, src.label_field, "label_field", src)
+        return {"text": texts, "label": [-1] * len(texts), "label_name": none}
+    labels = _column(ds, src.label_field)
     if not need_labels and not all(type(v) is int for v in labels):
         labels = [-1] * len(texts)  # labels are optional here: only integer ids (-1 = unlabelled) are kept
-    out = {"text": texts, "label": labels}
-    if "label_name" in names and cfg.label_field != "label_name":
-        out["label_name"] = _column(ds, "label_name")
-    return out
+    keep_names = "label_name" in names and src.label_field != "label_name"
+    return {"text": texts, "label": labels, "label_name": _column(ds, "label_name") if keep_names else none}
+
+
+def _concat(parts: list[dict[str, list]]) -> dict[str, list]:
+    """The columns of a split's files, one after the other."""
+    return {k: [v for p in parts for v in p[k]] for k in parts[0]}
 
 
 def _column(ds: datasets.Dataset, name: str) -> list:
     return ds.select_columns([name]).to_dict()[name]
 
 
-def _require(names: list[str], field: str, key: str, split: str) -> None:
+def _where(src: Source) -> str:
+    """`` (name.csv)`` for an entry of a list of files (a single file is named by its key)."""
+    return f" ({Path(src.path).name})" if "[" in src.key else ""
+
+
+def _require(names: list[str], field: str, what: str, src: Source) -> None:
     if field not in names:
-        raise EffxError(f"data.{split}: column '{field}' not found (available: {', '.join(names)}); "
-                        f"set {key} to one of them")
+        entry = f" (or {what} of that entry)" if "[" in src.key else ""
+        raise EffxError(f"{src.key}{_where(src)}: column '{field}' not found (available: {', '.join(names)}); "
+                        f"set data.{what}{entry} to one of them")
 
 
-def _map_labels(cols: dict[str, dict], cfg: DataConfig, train_raw: datasets.Dataset,
+def _map_labels(cols: dict[str, dict], cfg: DataConfig, feature: Any,
                 given: Optional[list[str]]) -> tuple[dict[str, dict], list[str]]:
-    feature = train_raw.features.get(cfg.label_field)
     if given is None and isinstance(feature, datasets.ClassLabel):
         given = list(feature.names)
     for split, c in cols.items():
@@ -296,7 +326,7 @@ def _int_labels(cols: dict[str, dict], given: Optional[list[str]]) -> tuple[dict
         names = [str(i) for i in range(max(cols["train"]["label"]) + 1)]
         for c in cols.values():
             for i, n in zip(c["label"], c.get("label_name", [])):
-                if i < len(names):
+                if i < len(names) and n is not None:
                     names[i] = str(n)
     for split, c in cols.items():
         extra = sorted({v for v in c["label"] if v >= len(names)})
@@ -315,7 +345,9 @@ def _to_dataset(c: dict[str, list]) -> datasets.Dataset:
 
 # ----------------------------------------------------------------------------- splitting
 def _carve(train: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Hold out ``fraction`` of train (seeded, numpy) as validation; both keep the file's row order."""
+    """Hold out ``fraction`` of train (seeded, numpy) as validation; both keep the file's row order.
+
+    Rows repeating the text of a held-out row are held out too, so no validation text is trained on."""
     if not 0.0 < fraction < 1.0:
         raise EffxError(f"data.validation_fraction must be between 0 and 1 (exclusive), got {fraction}; "
                         f"or set data.validation to a file")
@@ -325,9 +357,15 @@ def _carve(train: datasets.Dataset, fraction: float, seed: int) -> tuple[dataset
         raise EffxError(f"data.train has only {n} rows: too few to hold out a validation fraction of "
                         f"{fraction}; add rows or set data.validation to a file")
     perm = np.random.default_rng([seed & 0xFFFFFFFF, 1]).permutation(n)
-    val = np.sort(perm[:n_val])
-    rest = np.sort(perm[n_val:])
-    return train.select(rest), train.select(val)
+    in_val = np.zeros(n, dtype=bool)
+    in_val[perm[:n_val]] = True
+    hashes = keys(train["text"])
+    held = {hashes[i] for i in np.flatnonzero(in_val)}
+    in_val |= np.array([h in held for h in hashes])  # duplicates of a held-out text are held out with it
+    if in_val.all():
+        raise EffxError(f"data.train has only {n} distinct texts: too few to hold out a validation fraction of "
+                        f"{fraction}; add rows or set data.validation to a file")
+    return train.select(np.flatnonzero(~in_val)), train.select(np.flatnonzero(in_val))
 
 
 def _subsample(ds: datasets.Dataset, n: Optional[int], seed: int, key: str) -> datasets.Dataset:

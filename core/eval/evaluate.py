@@ -95,7 +95,8 @@ def split_records(cfg, root: Path, split: str, label_names):
     ds = getattr(splits, split)
     if ds is None or len(ds) == 0:
         raise EffxError(f"split '{split}' has no records; set data.{split} to a file or use -split validation")
-    return ds["text"], np.asarray(ds["label"])
+    warnings = [w for w in splits.warnings if w.startswith(f"data.{split}:")]
+    return ds["text"], np.asarray(ds["label"]), warnings
 
 
 def merge_eval_json(exp_dir: Path, split: str, result: dict[str, Any]) -> Path:
@@ -117,6 +118,19 @@ def log_wandb(cfg, exp_dir: Path, split: str, result: dict[str, Any]) -> None:
     logger.finish()
 
 
+def run_state(exp_dir: Path, checkpoint: Path) -> dict[str, Any]:
+    """``run_status`` from status.json, and a one-line ``warning`` when the run has not finished."""
+    status = read_json(exp_dir / "status.json") or {}
+    state = str(status.get("status") or "unknown")
+    if state == "finished":
+        return {"run_status": state}
+    cause = f": {str(status['cause']).splitlines()[0]}" if status.get("cause") else ""
+    return {"run_status": state,
+            "warning": f"finetune/{exp_dir.name} did not finish (status {state} at step {status.get('step', '?')}"
+                       f"{cause}); these scores are of {Path(checkpoint).name}, not of a finished run - continue "
+                       f"it with -resume first"}
+
+
 def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path | None = None,
              wandb: bool = True) -> dict[str, Any]:
     """Score experiment ``exp`` on ``split`` with checkpoint ``ckpt``; returns what is stored in eval.json."""
@@ -127,7 +141,7 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
     exp_dir = finetune_dir(exp, root)
     inf = load_for_inference(exp_dir, ckpt=ckpt, owner=f"finetune/{exp}")
     cfg, changed = current_data(inf.config, exp_dir)
-    texts, labels = split_records(cfg, exp_dir.parent.parent, split, inf.label_names)
+    texts, labels, warnings = split_records(cfg, exp_dir.parent.parent, split, inf.label_names)
     from ..data import encode_with_stats
 
     ids, truncated = encode_with_stats(inf.tokenizer, list(texts), cfg.data.max_length)
@@ -143,6 +157,9 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
               "tokens_per_s": out.tokens_per_s, "inference_s": out.seconds, column: mem, "mem_kind": kind,
               "memory_column": column, "device": str(device), "batch_size": cfg.train.eval_batch_size,
               "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    state = run_state(exp_dir, inf.checkpoint_path)
+    result["run_status"] = state["run_status"]
+    result["warnings"] = [w for w in [state.get("warning")] if w] + warnings
     merge_eval_json(exp_dir, split, result)
     if wandb:
         log_wandb(cfg, exp_dir, split, result)

@@ -69,10 +69,20 @@ def _checkpoint_arg(ref: object, pre: str) -> str:
 
 
 def _absolute(section: dict, keys: tuple[str, ...], root: Path) -> None:
-    for key in keys:
-        value = section.get(key)
-        if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (root / value).exists():
-            section[key] = str((root / value).resolve())
+    """Make relative paths absolute (``section[key]`` may be a path or a list of paths / {path} entries)."""
+    for key in (k for k in keys if k in section):
+        value = section[key]
+        if isinstance(value, list):
+            section[key] = [{**v, "path": _absolute_path(v.get("path"), root)} if isinstance(v, dict)
+                            else _absolute_path(v, root) for v in value]
+        else:
+            section[key] = _absolute_path(value, root)
+
+
+def _absolute_path(value, root: Path):
+    if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (root / value).exists():
+        return str((root / value).resolve())
+    return value
 
 
 def _stage_config(run_dir: Path, kind: str, name: str, out: Path) -> None:
@@ -88,12 +98,12 @@ def _stage_config(run_dir: Path, kind: str, name: str, out: Path) -> None:
         _absolute(data["data"], ("train", "validation", "test"), root)
     note = f"# saved config of {kind}/{name} from {run_dir} (data paths made absolute)\n"
     tok = data.get("tokenizer")
-    if kind == "pretrain" and isinstance(tok, dict) and (run_dir / "tokenizer.json").is_file():
+    if isinstance(tok, dict) and (run_dir / "tokenizer.json").is_file():  # pretraining, or finetune from scratch
         if tok.get("path"):
             _absolute(tok, ("path",), root)
         else:
             write_text(dest / "tokenizer.json", (run_dir / "tokenizer.json").read_text(encoding="utf-8"))
-            tok["path"] = f"pretrain/{name}/{SAVED_TOKENIZER}"  # relative to the reproduction root
+            tok["path"] = f"{kind}/{name}/{SAVED_TOKENIZER}"  # relative to the reproduction root
             note += "# tokenizer.path: the tokenizer this pretraining trained, reused (see reproduce.sh)\n"
     write_text(dest / "config.yaml", note + dump_yaml(data))
 
@@ -119,9 +129,8 @@ def finetune_lines(run: Run, out: Path, staged: set[str]) -> list[str]:
         staged.add(pre)
         lines += [f"stage pretrain {_q(pre)}", f"$EFFX pretrain -exp {_q(pre)}"]
     _stage_config(run.path, "finetune", run.name, out)
-    ckpt = _checkpoint_arg(run.config.get("pretrain.checkpoint"), pre)
-    lines += [f"stage finetune {_q(run.name)}",
-              f"{prefix}$EFFX finetune -exp {_q(run.name)} -pretrain {_q(pre)} -ckpt {ckpt}"]
+    source = f" -pretrain {_q(pre)} -ckpt {_checkpoint_arg(run.config.get('pretrain.checkpoint'), pre)}" if pre else ""
+    lines += [f"stage finetune {_q(run.name)}", f"{prefix}$EFFX finetune -exp {_q(run.name)}{source}"]
     return lines + _eval_lines(run, prefix)
 
 

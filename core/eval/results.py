@@ -26,7 +26,7 @@ IGNORED_PREFIXES = ("seed", "logging.", "checkpoint.", "pretrain.", "tokenizer.p
                     "like", "kind", "name")
 DATA_IGNORED = ("data.num_workers", "data.length_bucketing", "data.max_length")
 INT_COLUMNS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "seq_len", "batch_size", "grad_accum_steps",
-               "epochs", "tokenizer_vocab_size", "num_parameters", "n_seeds", "n_failed")
+               "epochs", "max_steps", "tokenizer_vocab_size", "num_parameters", "n_seeds", "n_failed")
 FAMILY_ORDER = ("SDPA", "Performer", "Reformer", "TF-IDF+LR", "other")
 
 
@@ -95,10 +95,19 @@ def _describe(run: Run) -> dict[str, Any]:
         "max_seq_len": c.get("model.max_seq_len"),
         "seq_len": None if run.kind == "baseline" else c.get("data.max_length"),
         "batch_size": c.get("train.batch_size"), "grad_accum_steps": c.get("train.grad_accum_steps"),
-        "lr": c.get("train.optimizer.lr"), "epochs": c.get("train.epochs"), "dtype": c.get("train.dtype"),
+        "pretraining": _pretraining(run),
+        "lr": c.get("train.optimizer.lr"), "epochs": c.get("train.epochs"), "max_steps": c.get("train.max_steps"),
+        "dtype": c.get("train.dtype"),
         "pooling": c.get("head.pooling"), "tokenizer_vocab_size": c.get("tokenizer.vocab_size"),
         "num_parameters": run.info.get("num_parameters"), "device": device_of(run),
     }
+
+
+def _pretraining(run: Run) -> str:
+    """The pretraining experiment a finetune started from, ``none`` for one trained from scratch."""
+    if run.kind == "baseline":
+        return ""
+    return str(run.config.get("pretrain.name") or "none")
 
 
 def _stats(values: list[float], prefix: str, best: bool = False) -> dict[str, float]:
@@ -135,6 +144,8 @@ def configuration_row(runs: list[Run], split: str, metric_names: Iterable[str]) 
     for m in metric_names:
         row.update(_stats([r.metrics.get(m, math.nan) for r in ok], m, best=(m == "macro_F1")))
     row["time_per_epoch_s"] = _mean(r.cost.get("time_per_epoch_s") for r in ok)
+    row["time_per_epoch_source"] = " ".join(sorted({str(r.cost.get("time_per_epoch_source") or "") for r in ok} - {""}))
+    row["time_per_step_s"] = _mean(r.cost.get("time_per_step_s") for r in ok)
     row["train_tokens_per_s"] = _mean(r.cost.get("train_tokens_per_s") for r in ok)
     row["infer_tokens_per_s"] = _mean(r.cost.get("infer_tokens_per_s") for r in ok)
     row.update(_memory(ok))

@@ -171,17 +171,27 @@ def _per_epoch(df: pd.DataFrame, col: str) -> pd.Series:
     return vals.groupby("epoch", sort=True)["_v"].last() if "epoch" in vals else vals["_v"]
 
 
-def training_cost(df: pd.DataFrame | None, ev: dict, split: str) -> dict[str, Any]:
-    """time/epoch (mean over epochs), training tokens/s (mean of train rows), peak memory (max) and its kind."""
-    cost: dict[str, Any] = {"time_per_epoch_s": math.nan, "train_tokens_per_s": math.nan,
-                            "peak_mem_MiB": math.nan, "mem_kind": ""}
+def training_cost(df: pd.DataFrame | None, ev: dict, split: str, info: dict | None = None) -> dict[str, Any]:
+    """time/epoch (mean over *full* epochs), time/step and training tokens/s (means of train rows), peak
+    memory (max) and its kind. A run that never completed an epoch (stopped by ``train.max_steps``) gets
+    time/epoch extrapolated from its time per step and ``steps_per_epoch`` (run_info.json), and
+    ``time_per_epoch_source`` says so."""
+    cost: dict[str, Any] = {"time_per_epoch_s": math.nan, "time_per_epoch_source": "", "time_per_step_s": math.nan,
+                            "train_tokens_per_s": math.nan, "peak_mem_MiB": math.nan, "mem_kind": ""}
     if df is not None and "split" in df:
+        train = df[df["split"] == "train"]
         cost["time_per_epoch_s"] = float(_per_epoch(df, "time_per_epoch_s").mean())
-        cost["train_tokens_per_s"] = float(_col(df[df["split"] == "train"], "tokens_per_s").dropna().mean())
+        cost["time_per_step_s"] = float(_col(train, "time_per_step_s").dropna().mean())
+        cost["train_tokens_per_s"] = float(_col(train, "tokens_per_s").dropna().mean())
         mem = _col(df, "peak_mem_MiB").dropna()
         cost["peak_mem_MiB"] = float(mem.max()) if len(mem) else math.nan
         kinds = df["mem_kind"].dropna().unique().tolist() if "mem_kind" in df else []
         cost["mem_kind"] = str(kinds[-1]) if kinds else ""
+        cost["time_per_epoch_source"] = "measured" if _finite(cost["time_per_epoch_s"]) else ""
+    per_epoch = (info or {}).get("steps_per_epoch")
+    if not _finite(cost["time_per_epoch_s"]) and _finite(cost["time_per_step_s"]) and per_epoch:
+        cost["time_per_epoch_s"] = cost["time_per_step_s"] * float(per_epoch)
+        cost["time_per_epoch_source"] = "extrapolated from time_per_step_s"
     res = ((ev.get("results") or {}).get(split) or {})
     cost["infer_tokens_per_s"] = float(res.get("tokens_per_s") or math.nan)
     return cost
@@ -225,7 +235,7 @@ def load_run(folder: Path, split: str = "validation", metric: str = "macro_F1") 
     seed = config.get("seed", info.get("seed"))
     return Run(name=folder.name, kind=kind, path=folder.resolve(), config=config,
                seed=int(seed) if isinstance(seed, int) else None, status=state, cause=cause,
-               metrics=metrics, metrics_source=source, cost=training_cost(df, ev, split), info=info)
+               metrics=metrics, metrics_source=source, cost=training_cost(df, ev, split, info), info=info)
 
 
 def load_runs(root: str | Path, split: str = "validation", metric: str = "macro_F1",

@@ -12,6 +12,8 @@ from ..plugins import Registry, load_registry
 from .encoder import Encoder
 from .model import EffxModel
 
+INIT_STD = 0.02  # BERT's N(0, 0.02) for linear and embedding weights
+
 
 def resolve_spec(spec: ComponentSpec, registry: Registry, path: str) -> tuple[type, Any]:
     """Return ``(class, typed config)`` for a spec whose config may still be a plain dict."""
@@ -47,7 +49,7 @@ def build_encoder(cfg: ModelConfig, registry: Registry | None = None, seed: int 
     pos_cls, pos_cfg = resolve_spec(cfg.positional, registry, "model.positional")
     check_compatible(att_cls, pos_cls, registry)
     head_dim = cfg.d_model // cfg.n_heads
-    pos = pos_cls(pos_cfg, PositionalContext(cfg.d_model, cfg.n_heads, head_dim, cfg.max_seq_len))
+    pos = pos_cls(pos_cfg, PositionalContext(cfg.d_model, cfg.n_heads, head_dim, cfg.max_seq_len, INIT_STD))
     atts = [
         att_cls(att_cfg, AttentionContext(cfg.n_heads, head_dim, cfg.max_seq_len, cfg.attention_dropout,
                                           seed=seed * 1000 + i, layer_index=i))
@@ -61,7 +63,7 @@ def build_head(spec: HeadSpec, cfg: ModelConfig, registry: Registry):
     return head_cls(head_cfg, HeadContext(cfg.d_model, cfg.vocab_size, cfg.layer_norm_eps))
 
 
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
+def init_weights(module: nn.Module, std: float = INIT_STD) -> None:
     """BERT initialisation: N(0, 0.02) for linear and embedding weights, zero biases."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):

@@ -26,6 +26,10 @@ from . import checkpoint as ckpt
 from .optim import build_optimizer, build_scheduler
 
 
+AUTO_VALIDATIONS = 5  # with train.eval_every_steps null: validate at least this many times per run
+ESTIMATE_AFTER = 3  # steps timed (the first is warm-up and not counted) before the time estimate is shown
+
+
 class TrainingFailed(EffxError):
     """The run cannot continue (NaN/Inf loss or gradient, out of memory); ``cause`` says why."""
 
@@ -73,6 +77,14 @@ def epoch_batches(n: int, lengths: list[int], global_batch: int, seed: int, epoc
     return [b[rank::world] for b in batches]
 
 
+def _duration(seconds: float) -> str:
+    """``3 h 05 min`` / ``12 min 30 s`` / ``45 s``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
 def _generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
 
@@ -101,6 +113,8 @@ class Trainer:
         self.fp16_skips = 0
         self.steps_per_epoch = self._steps_per_epoch()
         self.total_steps = self._total_steps()
+        self.eval_every = self._eval_interval()
+        self._step_times: list[float] = []
         self.ddp = dist.wrap(model)
         self.opt = build_optimizer(model, self.tc.optimizer)
         self.sched = build_scheduler(self.opt, self.tc.scheduler, self.total_steps)
@@ -124,6 +138,17 @@ class Trainer:
     def _total_steps(self) -> int:
         total = self.steps_per_epoch * self.tc.epochs
         return min(total, self.tc.max_steps) if self.tc.max_steps else total
+
+    def _eval_interval(self) -> int:
+        """``train.eval_every_steps``, or (null) every epoch and at least :data:`AUTO_VALIDATIONS` times a run."""
+        if self.tc.eval_every_steps:
+            return self.tc.eval_every_steps
+        return min(self.steps_per_epoch, math.ceil(self.total_steps / AUTO_VALIDATIONS))
+
+    def plan(self) -> dict:
+        """The sizes of this run, recorded in run_info.json and shown before training."""
+        return {"steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                "eval_every_steps": self.eval_every, "global_batch": self.global_batch * self.tc.grad_accum_steps}
 
     # ------------------------------------------------------------------ state
     def payload(self) -> dict:
@@ -188,7 +213,7 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def _forward_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         with self.precision.autocast():
-            logits = self.ddp(batch["input_ids"], batch["attention_mask"])
+            logits = self.ddp(batch["input_ids"], batch["attention_mask"], **self.task.forward_kwargs(batch))
         return self.task.loss(logits, batch)
 
     def train_step(self, micro: list[dict]) -> tuple[float, float, float]:
@@ -247,7 +272,7 @@ class Trainer:
             for batch in self.val_loader():
                 batch = self._to_device(batch)
                 with self.precision.autocast():
-                    logits = self.model(batch["input_ids"], batch["attention_mask"])
+                    logits = self.model(batch["input_ids"], batch["attention_mask"], **self.task.forward_kwargs(batch))
                 s, c = self.task.loss(logits, batch)
                 loss_sum, count = loss_sum + float(s), count + int(c)
                 parts.append(self.task.eval_batch(logits, batch))
@@ -278,6 +303,7 @@ class Trainer:
             loss, norm, tokens = self.train_step([next(it) for _ in range(accum)])
             self.pos = Position(epoch, (s + 1) * accum, self.pos.step + 1)
             self._account(loss, tokens, time.perf_counter() - t0)
+            self._estimate(time.perf_counter() - t0)
             end_epoch = s + 1 == self.steps_per_epoch
             done = self.pos.step >= self.total_steps
             self._log_train(norm, force=done)
@@ -294,15 +320,27 @@ class Trainer:
             self.progress.update(1)
             self.progress.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / max(seconds, 1e-9):.0f}")
 
+    def _estimate(self, seconds: float) -> None:
+        """After the first few steps of this session, say how long the rest of the run will take."""
+        self._step_times.append(seconds)
+        if len(self._step_times) != ESTIMATE_AFTER or not self.dist.main:
+            return
+        per_step = sum(self._step_times[1:]) / (ESTIMATE_AFTER - 1)
+        left = self.total_steps - self.pos.step
+        vals = sum(1 for k in range(self.pos.step + 1, self.total_steps + 1)
+                   if k % self.eval_every == 0 or k % self.steps_per_epoch == 0 or k == self.total_steps)
+        self.files.notice(f"time estimate: {per_step:.2f} s per optimizer step, so the remaining {left:,} steps "
+                          f"take about {_duration(per_step * left)} (plus {vals} validations); if that is too long, "
+                          f"stop with Ctrl-C and lower train.max_steps or the model size")
+
     def _after_step(self, end_epoch: bool, done: bool) -> dict | None:
-        every = self.tc.eval_every_steps
         val = None
         improved = False
-        if end_epoch or done or (every and self.pos.step % every == 0):
+        if end_epoch or done or self.pos.step % self.eval_every == 0:
             val = self.evaluate()
             improved = self.best_val is None or val["loss"] < self.best_val
             self.best_val = val["loss"] if improved else self.best_val
-            self._log_val(val, end_epoch or done)
+            self._log_val(val, end_epoch)
         if end_epoch:
             self.pos = Position(self.pos.epoch + 1, 0, self.pos.step)
             self.window.epoch_seconds = 0.0
@@ -341,13 +379,15 @@ class Trainer:
         mem, kind = peak_memory(self.device)
         row = {"step": self.pos.step, "epoch": self.pos.epoch + 1, "split": "train", "loss": w.loss / w.steps,
                "lr": self.sched.get_last_lr()[0], "tokens_per_s": w.tokens / max(w.seconds, 1e-9),
-               "peak_mem_MiB": mem, "mem_kind": kind, "grad_norm": grad_norm}
+               "time_per_step_s": w.seconds / w.steps, "peak_mem_MiB": mem, "mem_kind": kind, "grad_norm": grad_norm}
         self.files.metric(row)
-        self.wandb.log({f"train/{k}": row[k] for k in ("loss", "lr", "tokens_per_s", "peak_mem_MiB", "grad_norm")},
+        self.wandb.log({f"train/{k}": row[k] for k in ("loss", "lr", "tokens_per_s", "time_per_step_s", "peak_mem_MiB",
+                                                       "grad_norm")},
                        self.pos.step)
         self.window = Window(epoch_seconds=w.epoch_seconds)
 
     def _log_val(self, val: dict, end_epoch: bool) -> None:
+        """``time_per_epoch_s`` only on the row that closes a full epoch (a partial one is no epoch)."""
         mem, kind = peak_memory(self.device)
         row = {"step": self.pos.step, "epoch": self.pos.epoch + 1, "split": "validation", **val,
                "peak_mem_MiB": mem, "mem_kind": kind,

@@ -51,9 +51,13 @@ def require_experiment(kind: str, name: str, root=None) -> Path:
     return path
 
 
-def resolve_data_path(value: str | None, root: Path) -> str | None:
-    """Absolute path for a config data path (relative paths are relative to ``root``)."""
-    if value is None:
-        return None
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (root / p))
+def resolve_data_path(value, root: Path):
+    """A config data path made absolute (relative paths are relative to ``root``); also every path of a
+    list of paths / ``{path, ...}`` entries (``data.train`` may be one)."""
+    from ..data.sources import map_paths
+
+    def absolute(v: str) -> str:
+        p = Path(v).expanduser()
+        return str(p if p.is_absolute() else (root / p))
+
+    return map_paths(value, absolute)

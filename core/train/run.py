@@ -37,7 +37,7 @@ from ..plugins import load_registry
 from ..sysinfo import run_info
 from . import checkpoint as ckpt
 from .distributed import Dist
-from .experiment import check_consistency, resolve_finetune
+from .experiment import check_consistency, resolve_finetune, resolve_scratch
 from .lock import ExperimentLock
 from .loop import Interrupted, Trainer, TrainingFailed
 from .memory_check import check_fits
@@ -48,6 +48,8 @@ from .task import make_task
 from .wandb_log import WandbLogger
 from .weights import load_encoder, load_head
 
+NO_PRETRAINING = {"name": None, "path": None, "checkpoint": None, "sha256": None,
+                  "none": "no pretraining: the encoder was trained from a fresh initialisation of `model`"}
 RUN_ARTEFACTS = ("metrics.csv", "events.jsonl", "status.json", "run_info.json", "head.pt", "wandb_run_id.txt",
                  "resolved_config.yaml")
 WRITTEN = ("ckpt_", *(f"{n}." for n in (*RUN_ARTEFACTS, "tokenizer.json", "labels.json")))  # temp-file prefixes
@@ -77,13 +79,19 @@ def run_pretrain(name: str, root=None, resume: bool = False, overwrite: bool = F
     return Session("pretrain", exp, cfg, registry, resolve_root(root)).run(resume, overwrite)
 
 
-def run_finetune(name: str, pretrain: str, ckpt_choice: str = "best", root=None, resume: bool = False,
+def run_finetune(name: str, pretrain: str | None, ckpt_choice: str = "best", root=None, resume: bool = False,
                  overwrite: bool = False) -> RunResult:
+    """Finetune from pretraining experiment ``pretrain``, or (``None``) from a fresh initialisation of the
+    architecture in the finetune config's own ``model`` section."""
     registry = load_registry()
     exp = require_experiment("finetune", name, root)
+    where = str(exp / "config.yaml")
+    if pretrain is None:
+        cfg = resolve_scratch(load_yaml(exp / "config.yaml"), where, name, registry)
+        return Session("finetune", exp, cfg, registry, resolve_root(root)).run(resume, overwrite)
     pre = require_experiment("pretrain", pretrain, root)
     pre_dict = to_dict(load_experiment(pre / "config.yaml", registry), registry)
-    cfg = resolve_finetune(load_yaml(exp / "config.yaml"), pre_dict, str(exp / "config.yaml"), pretrain, registry)
+    cfg = resolve_finetune(load_yaml(exp / "config.yaml"), pre_dict, where, pretrain, registry)
     session = Session("finetune", exp, cfg, registry, resolve_root(root))
     session.pretrain = (pretrain, pre, ckpt_choice, pre_dict)
     return session.run(resume, overwrite)
@@ -147,8 +155,6 @@ class Session:
     def _train(self, payload, tok, model, train_ds, val_ds, label_names, unk) -> RunResult:
         files, cfg = self.files, self.cfg
         precision = Precision(cfg.train.dtype, self.dist.device)
-        self._write_start_files(payload, tok, model, label_names, unk, precision)
-        seed_everything(cfg.seed + 7919 * self.dist.rank)  # dropout streams differ per process
         extra = {"tokenizer": tokenizer_to_str(tok), "config": to_dict(cfg, self.registry),
                  "label_names": label_names, "pretrain": self.pre_ref, "experiment": f"{self.kind}/{self.exp.name}"}
         wb = WandbLogger(cfg.logging.wandb, self.exp, f"{self.kind}/{self.exp.name}", self._resolved_dict(),
@@ -157,9 +163,12 @@ class Session:
                           cfg.seed), train_ds=train_ds, val_ds=val_ds, files=files, wandb=wb, dist=self.dist,
                           precision=precision, registry=self.registry, payload_extra=extra,
                           stop_requested=self._stop.is_set)
+        self._write_start_files(payload, tok, model, label_names, unk, precision, trainer.plan())
+        seed_everything(cfg.seed + 7919 * self.dist.rank)  # dropout streams differ per process
         if payload is not None:
             trainer.restore(payload)
         self.trainer = trainer
+        self._announce(trainer)
         wb.summary({"unk_rate_validation": unk})
         code = 1
         try:
@@ -311,16 +320,27 @@ class Session:
         if changed:
             self.notes.append(("warning", f"config sections changed since the checkpoint: {', '.join(changed)}",
                                {"event": "config_changed", "sections": changed}))
-        if self.kind == "finetune" and self.pre_ref and self.pre_ref.get("name") != self.pretrain[0]:
-            raise ConfigError(f"finetune/{self.exp.name} was started from pretrain/{self.pre_ref.get('name')}, "
-                              f"not {self.pretrain[0]}; pass -pretrain {self.pre_ref.get('name')}")
+        if self.kind == "finetune":
+            self._check_resume_source()
+
+    def _check_resume_source(self) -> None:
+        """A resumed finetune keeps its start: the same pretraining experiment, or none."""
+        was = (self.pre_ref or {}).get("name")
+        now = self.pretrain[0] if self.pretrain else None
+        if was == now:
+            return
+        if was is None:
+            raise ConfigError(f"finetune/{self.exp.name} was started without pretraining; resume it without "
+                              f"-pretrain")
+        raise ConfigError(f"finetune/{self.exp.name} was started from pretrain/{was}"
+                          f"{'' if now is None else f', not {now}'}; pass -pretrain {was}")
 
     def _tokenizer_and_weights(self, payload: dict | None):
         """The tokenizer (from the checkpoint when resuming / finetuning) and, for a fresh finetune,
         the pretraining weights to start from."""
         if payload is not None:
             return tokenizer_from_str(payload["tokenizer"], "checkpoint tokenizer"), None
-        if self.kind == "finetune":
+        if self.kind == "finetune" and self.pretrain is not None:
             name, pre_dir, choice, _ = self.pretrain
             path = ckpt.resolve_choice(pre_dir, choice)
             pre_payload = ckpt.load(path)
@@ -348,6 +368,8 @@ class Session:
         need_labels = self.kind == "finetune"
         saved = payload.get("label_names") if payload else None
         splits = load_splits(data_cfg, cfg.seed, need_labels=need_labels, label_names=saved)
+        for line in splits.warnings:
+            self.notes.append(("warning", line, {"event": "overlap"}))
         if tok is None:
             text = tokenizer_to_str(train_tokenizer(splits.train["text"], cfg.tokenizer)) if self.dist.main else None
             tok = tokenizer_from_str(self.dist.broadcast(text), "trained tokenizer")
@@ -364,7 +386,8 @@ class Session:
         self.notes.append(("info", f"[UNK] rate on validation text: {unk:.4%}; {cut} of {len(train_ids)} training "
                            f"texts truncated to data.max_length={cfg.data.max_length}",
                            {"event": "data", "unk_rate_validation": unk, "train_examples": len(train_ids),
-                            "validation_examples": len(val_ids), "truncated_train": cut}))
+                            "validation_examples": len(val_ids), "truncated_train": cut,
+                            "overlap_with_train": splits.overlap}))
         return (EncodedDataset(train_ids, labels(splits.train)), EncodedDataset(val_ids, labels(splits.validation)),
                 splits.label_names, unk)
 
@@ -391,11 +414,22 @@ class Session:
     # ------------------------------------------------------------------ files at start
     def _resolved_dict(self) -> dict:
         data = to_dict(self.cfg, self.registry)
-        if self.kind == "finetune":
+        if self.kind == "finetune" and self.pre_ref:
             data["pretrain"] = {k: self.pre_ref.get(k) for k in ("name", "path", "checkpoint", "sha256")}
+        elif self.kind == "finetune":
+            data["pretrain"] = dict(NO_PRETRAINING)
         return data
 
-    def _write_start_files(self, payload, tok, model, label_names, unk, precision) -> None:
+    def _announce(self, trainer: Trainer) -> None:
+        p, tc = trainer.plan(), self.cfg.train
+        short = tc.max_steps and tc.max_steps < p["steps_per_epoch"] * tc.epochs
+        cut = f", cut to train.max_steps={tc.max_steps}" if short else ""
+        start = f", resuming at step {trainer.pos.step}" if trainer.pos.step else ""
+        self.files.notice(f"{self.kind}/{self.exp.name}: {p['total_steps']:,} optimizer steps of {p['global_batch']} "
+                          f"examples ({tc.epochs} epoch(s) of {p['steps_per_epoch']:,} steps{cut}){start}; validation "
+                          f"every {p['eval_every_steps']:,} steps and at each epoch end")
+
+    def _write_start_files(self, payload, tok, model, label_names, unk, precision, plan: dict) -> None:
         files = self.files
         step = payload["position"]["step"] if payload else 0
         epoch = payload["position"]["epoch"] if payload else 0
@@ -415,8 +449,8 @@ class Session:
             write_json(self.exp / "labels.json", label_names)
         info = run_info(self.cfg.seed, self.cfg.train.dtype, self.dist.device, self.registry,
                         model.num_parameters(), self.dist.world)
-        write_json(self.exp / "run_info.json", {**info, "kind": self.kind, "unk_rate_validation": unk,
-                                                "pretrain": self.pre_ref})
+        write_json(self.exp / "run_info.json", {**info, "kind": self.kind, "unk_rate_validation": unk, **plan,
+                                                "pretrain": self._resolved_dict().get("pretrain")})
 
 
 def _save_plain(path: Path, state: dict) -> None:

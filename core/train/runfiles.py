@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..atomic import write_text as atomic_write_text
 
 METRIC_COLUMNS = [
     "step", "epoch", "split", "loss", "lr", "accuracy", "macro_F1", "weighted_F1", "AUROC",
-    "tokens_per_s", "time_per_epoch_s", "peak_mem_MiB", "mem_kind", "grad_norm", "wall_s",
+    "tokens_per_s", "time_per_step_s", "time_per_epoch_s", "peak_mem_MiB", "mem_kind", "grad_norm", "wall_s",
 ]
 STATUSES = ("running", "finished", "failed", "interrupted")
 
@@ -63,6 +64,7 @@ class RunFiles:
         self.log.setLevel(logging.INFO)
         self.log.propagate = False
         self._start = time.time()
+        self._wall_before = 0.0  # wall_s already spent by the runs this one resumes
 
     # ------------------------------------------------------------------ setup
     def open(self, resume_step: int | None) -> None:
@@ -84,6 +86,7 @@ class RunFiles:
         else:
             self._truncate_metrics(resume_step)
             self._truncate_events(resume_step)
+            self._wall_before = self._last_wall()
         if not self.metrics_path.exists():
             atomic_write_text(self.metrics_path, ",".join(METRIC_COLUMNS) + "\n")
 
@@ -111,6 +114,13 @@ class RunFiles:
             if isinstance(rec, dict) and int(rec.get("step") or 0) <= step:
                 kept.append(line + "\n")
         atomic_write_text(self.events_path, "".join(kept))
+    def _last_wall(self) -> float:
+        """The largest ``wall_s`` among the kept metrics rows (0 without any)."""
+        if not self.metrics_path.exists():
+            return 0.0
+        with open(self.metrics_path, newline="", encoding="utf-8") as fh:
+            walls = [float(r["wall_s"]) for r in csv.DictReader(fh) if r.get("wall_s")]
+        return max(walls, default=0.0)
 
     def close(self) -> None:
         for h in list(self.log.handlers):
@@ -123,7 +133,7 @@ class RunFiles:
             return
         unknown = set(row) - set(METRIC_COLUMNS)
         assert not unknown, f"unknown metric columns {unknown}"
-        row = {**row, "wall_s": round(time.time() - self._start, 3)}
+        row = {**row, "wall_s": round(self._wall_before + time.time() - self._start, 3)}
         out = io.StringIO()
         csv.DictWriter(out, fieldnames=METRIC_COLUMNS, lineterminator="\n").writerow({k: _cell(row.get(k)) for k in METRIC_COLUMNS})
         append_text(self.metrics_path, out.getvalue())
@@ -153,6 +163,12 @@ class RunFiles:
 
     def warning(self, msg: str) -> None:
         self.log.warning(msg)
+
+    def notice(self, msg: str) -> None:
+        """Information the user should see now: logged, and printed on the console (stderr)."""
+        self.log.info(msg)
+        if self.enabled:
+            print(msg, file=sys.stderr, flush=True)
 
 
 def read_status(exp_dir: Path) -> dict | None:

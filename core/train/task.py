@@ -32,11 +32,22 @@ class MLMTask:
         self.train_collator.set_epoch(epoch)
 
     @staticmethod
-    def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """``logits (B, N, V)``, ``labels (B, N)`` -> (sum of token losses, number of masked tokens)."""
-        labels = batch["labels"]
-        total = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
-                                reduction="sum")
+    def forward_kwargs(batch: dict) -> dict:
+        """Decode only the masked positions: the model returns logits ``(M, V)`` for them."""
+        return {"select": batch["labels"] != IGNORE_INDEX}
+
+    @staticmethod
+    def targets(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The labels matching ``logits``: ``(M,)`` for selected logits ``(M, V)``, else ``(B, N)``."""
+        labels = batch["labels"]  # (B, N)
+        return labels[labels != IGNORE_INDEX] if logits.dim() == 2 else labels
+
+    @classmethod
+    def loss(cls, logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``logits (M, V)`` (masked positions) or ``(B, N, V)`` -> (sum of token losses, masked tokens)."""
+        labels = cls.targets(logits, batch)
+        total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                ignore_index=IGNORE_INDEX, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
 
     @staticmethod
@@ -44,11 +55,11 @@ class MLMTask:
         """Masked tokens in a batch (known before the forward pass)."""
         return int((batch["labels"] != IGNORE_INDEX).sum())
 
-    @staticmethod
-    def eval_batch(logits: torch.Tensor, batch: dict) -> dict:
-        labels = batch["labels"]  # (B, N)
+    @classmethod
+    def eval_batch(cls, logits: torch.Tensor, batch: dict) -> dict:
+        labels = cls.targets(logits, batch)
         sel = labels != IGNORE_INDEX
-        pred = logits.argmax(-1)  # (B, N)
+        pred = logits.argmax(-1)  # (M,) or (B, N)
         return {"correct": int((pred[sel] == labels[sel]).sum())}
 
     @staticmethod
@@ -69,6 +80,10 @@ class ClassificationTask:
 
     def set_epoch(self, epoch: int) -> None:
         """Classification batches do not depend on the epoch (the sampler does)."""
+
+    @staticmethod
+    def forward_kwargs(batch: dict) -> dict:
+        return {}
 
     @staticmethod
     def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

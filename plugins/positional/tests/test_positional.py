@@ -65,3 +65,73 @@ def test_sinusoid_values():
     assert torch.allclose(t[:, 0], torch.sin(torch.arange(5.0)))
     assert torch.allclose(t[:, 1], torch.cos(torch.arange(5.0)))
     assert torch.allclose(t[2, 2], torch.sin(torch.tensor(2.0) / 10000 ** (2 / 8)))
+
+
+def _row_norm_ratio(d: int) -> float:
+    cfg = ModelConfig(vocab_size=1000, d_model=d, n_layers=1, n_heads=4, d_ff=2 * d, max_seq_len=128,
+                      positional=PositionalSpec("sin"))
+    torch.manual_seed(0)
+    enc = effx.build_model(cfg, "mlm").encoder
+    pos = enc.positional.embed(128, torch.device("cpu")).norm(dim=-1).mean()
+    tok = enc.tok.weight.norm(dim=-1).mean()
+    return float(pos / tok.detach())
+
+
+def test_sin_rows_are_as_large_as_token_rows_at_any_width():
+    """The added sinusoid neither drowns the token embedding nor vanishes beside it (was ~20x at d 128)."""
+    for d in (128, 512):
+        assert 0.7 < _row_norm_ratio(d) < 1.4, d
+
+
+def test_sin_scale_can_be_set():
+    from effx_positional.sinusoidal import SinConfig, SinusoidalPositional
+
+    ctx = effx.PositionalContext(64, 4, 16, 32)
+    unscaled = SinusoidalPositional(SinConfig(scale=1.0), ctx).embed(8, torch.device("cpu"))
+    assert torch.allclose(unscaled, sinusoid_table(8, 64, 10000.0))
+    try:
+        SinusoidalPositional(SinConfig(scale=0.0), ctx)
+    except effx.ConfigError as exc:
+        assert "model.positional.scale" in str(exc)
+    else:
+        raise AssertionError("scale 0 accepted")
+
+
+def _marker_batches(steps: int, b: int = 16, n: int = 16, vocab: int = 64):
+    """Class c of 4 = marker token 5 + c at 3 random positions among random filler tokens."""
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        ids = torch.randint(10, vocab, (b, n), generator=g)  # (B, N)
+        y = torch.randint(0, 4, (b,), generator=g)  # (B,)
+        pos = torch.rand(b, n - 1, generator=g).argsort(1)[:, :3] + 1  # (B, 3)
+        ids.scatter_(1, pos, (5 + y)[:, None].expand(-1, 3))
+        ids[:, 0] = 2
+        yield ids, y
+
+
+def _steps_to_learn(pos: str, d: int = 128, budget: int = 60) -> int:
+    """Optimizer steps until the 5-step mean loss drops below half of chance (ln 4 / 2); budget+1 if never."""
+    import torch.nn.functional as F
+
+    cfg = ModelConfig(vocab_size=64, d_model=d, n_layers=1, n_heads=4, d_ff=2 * d, dropout=0.0, max_seq_len=16,
+                      positional=PositionalSpec(pos))
+    torch.manual_seed(0)
+    model = effx.build_model(cfg, {"type": "classification", "num_classes": 4, "pooling": "mean", "dropout": 0.0})
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for step, (ids, y) in enumerate(_marker_batches(budget), 1):
+        loss = F.cross_entropy(model(ids, torch.ones_like(ids, dtype=torch.bool)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step >= 5 and sum(losses[-5:]) / 5 < 0.5 * 1.3863:
+            return step
+    return budget + 1
+
+
+def test_sin_finetunes_about_as_fast_as_learned():
+    """A bag-of-tokens task: with the unscaled table (row norm 8 vs 0.23) the loss stayed at chance."""
+    learned, sin = _steps_to_learn("learned"), _steps_to_learn("sin")
+    assert learned <= 40, learned  # the task is learnable in the budget
+    assert sin <= 1.5 * learned + 5, (sin, learned)
