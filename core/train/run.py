@@ -24,7 +24,7 @@ from ..data import EncodedDataset, encode_with_stats, load_splits, tokenizer_fro
 from ..data import load_tokenizer, train_tokenizer, unk_rate
 from ..errors import ConfigError
 from ..plugins import load_registry
-from ..sysinfo import run_info
+from ..sysinfo import reset_peak_memory, run_info
 from . import checkpoint as ckpt
 from .distributed import Dist
 from .experiment import check_consistency, resolve_finetune
@@ -91,6 +91,7 @@ class Session:
     # ------------------------------------------------------------------ run
     def run(self, resume: bool, overwrite: bool) -> RunResult:
         self.dist = Dist(self.cfg.train.device)
+        reset_peak_memory(self.dist.device)  # peak_mem_MiB is this run's, whatever ran before in the process
         try:
             return self._run(resume, overwrite)
         finally:
