@@ -154,14 +154,14 @@ class Session:
         except KeyboardInterrupt:
             self._mark("interrupted", step(), trainer.pos.epoch, "second interrupt: stopped without a checkpoint")
             raise Interrupted(f"interrupted at step {step()} without a checkpoint") from None
-        except TrainingFailed as exc:
-            self._mark("failed", step(), trainer.pos.epoch, str(exc))
+        except TrainingFailed as exc:  # status.json names the step the cause names
+            self._mark("failed", exc.step if exc.step is not None else step(), trainer.pos.epoch, str(exc))
             raise
         except (torch.OutOfMemoryError, MemoryError) as exc:
             cause = (f"out of memory at step {step() + 1} ({(str(exc) or type(exc).__name__).splitlines()[0][:120]}); lower "
                      f"train.batch_size or data.max_length, or set model.gradient_checkpointing: true")
-            self._mark("failed", step(), trainer.pos.epoch, cause)
-            raise TrainingFailed(cause) from None
+            self._mark("failed", step() + 1, trainer.pos.epoch, cause)
+            raise TrainingFailed(cause, step() + 1) from None
         except BaseException as exc:
             self._mark("failed", step(), trainer.pos.epoch, f"{type(exc).__name__}: {str(exc)[:300]}")
             raise
@@ -170,7 +170,7 @@ class Session:
         self._marked = True
         self.files.status(status, step, epoch, cause)
         self.files.event(status, step, cause=cause)
-        (self.files.warning if status == "interrupted" else self.files.log.error)(f"{status}: {cause}")
+        self.files.outcome(status, cause)  # train.log only: the error raised next is what the caller shows
 
     def _on_signal(self, signum: int) -> None:
         if self._stop.is_set():

@@ -69,6 +69,7 @@ class RunFiles:
         self.log.addHandler(handler)
         console = logging.StreamHandler()  # warnings and errors are also shown on the console
         console.setLevel(logging.WARNING)
+        console.addFilter(lambda record: not getattr(record, "file_only", False))
         console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         self.log.addHandler(console)
         if resume_step is None:
@@ -124,6 +125,11 @@ class RunFiles:
 
     def warning(self, msg: str) -> None:
         self.log.warning(msg)
+
+    def outcome(self, status: str, cause: str) -> None:
+        """Record how the run ended in train.log only (the caller reports it: once on the console)."""
+        level = logging.WARNING if status == "interrupted" else logging.ERROR
+        self.log.log(level, f"{status}: {cause}", extra={"file_only": True})
 
 
 def read_status(exp_dir: Path) -> dict | None:
