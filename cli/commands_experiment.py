@@ -78,6 +78,8 @@ def _run(fn, resume_cmd: str) -> None:
     except Interrupted as exc:
         click.echo(f"Interrupted: {exc}; continue with `{resume_cmd}`", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    if not result.main:  # another rank of a torchrun job: rank 0 prints the summary
+        return
     val = " ".join(f"{k}={v:.4f}" for k, v in result.validation.items() if isinstance(v, float))
     click.echo(f"finished at step {result.step}: validation {val}")
     click.echo(f"artefacts: {result.exp_dir}")

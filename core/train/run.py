@@ -47,6 +47,7 @@ class RunResult:
     step: int
     validation: dict
     best_checkpoint: Path | None
+    main: bool = True  # False on the other ranks of a torchrun job: only rank 0 reports
 
 
 def seed_everything(seed: int) -> None:
@@ -190,7 +191,7 @@ class Session:
             files.status("finished", step, trainer.pos.epoch)
             files.event("finished", step, validation=val, best_val_loss=trainer.best_val)
             files.info(f"finished at step {step}; best validation loss {trainer.best_val}")
-        return RunResult(self.exp, "finished", step, val, best if best.exists() else None)
+        return RunResult(self.exp, "finished", step, val, best if best.exists() else None, self.dist.main)
 
     # ------------------------------------------------------------------ preparation
     def _fresh_start(self, overwrite: bool) -> None:
@@ -274,7 +275,7 @@ class Session:
         need_labels = self.kind == "finetune"
         saved = payload.get("label_names") if payload else None
         splits = load_splits(data_cfg, cfg.seed, need_labels=need_labels, label_names=saved)
-        if tok is None:
+        if tok is None:  # rank 0 trains the tokenizer, the other ranks wait for it and load it
             text = tokenizer_to_str(train_tokenizer(splits.train["text"], cfg.tokenizer)) if self.dist.main else None
             tok = tokenizer_from_str(self.dist.broadcast(text), "trained tokenizer")
         self.tokenizer = tok
