@@ -99,6 +99,8 @@ def _run(fn, resume_cmd: str) -> None:
         hint = "run the command again" if exc.startup else f"continue with `{resume_cmd}`"
         click.echo(f"Interrupted: {exc}; {hint}", err=True)
         sys.exit(EXIT_SIGNAL_BASE + (exc.signum or signal.SIGINT))
+    if not result.main:  # another rank of a torchrun job: rank 0 prints the summary
+        return
     val = " ".join(f"{k}={v:.4f}" for k, v in result.validation.items() if isinstance(v, float))
     click.echo(f"finished at step {result.step}: validation {val}")
     click.echo(f"artefacts: {result.exp_dir}")

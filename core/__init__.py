@@ -7,22 +7,31 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .components import (  # noqa: E402
-    Attention,
-    AttentionCapabilities,
-    AttentionContext,
-    EmptyConfig,
-    Head,
-    HeadContext,
-    Metric,
-    PositionalContext,
-    PositionalEncoding,
-    PositionMode,
-    RelativeBias,
-)
-from .errors import CapabilityError, ConfigError, EffxError, PluginError, SequenceTooLongError  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
-from .plugins import load_registry  # noqa: E402
+# The public names load on first use (PEP 562), so ``import effx.errors`` - and with it every
+# ``effx --help`` - does not pay for importing torch.
+_LAZY = {
+    **dict.fromkeys(("Attention", "AttentionCapabilities", "AttentionContext", "EmptyConfig", "Head", "HeadContext",
+                     "Metric", "PositionalContext", "PositionalEncoding", "PositionMode", "RelativeBias"),
+                    "components"),
+    **dict.fromkeys(("CapabilityError", "ConfigError", "EffxError", "PluginError", "SequenceTooLongError"), "errors"),
+    "hookimpl": "hookspecs",
+    "load_registry": "plugins",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'effx' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def build_model(*args, **kwargs):

@@ -75,8 +75,31 @@ def run_info(seed: int, dtype: str, device: torch.device, registry, num_paramete
     }
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window: what :func:`peak_memory` reports from now on is this run's.
+
+    CUDA: the allocator's peak statistics are reset. CPU (Linux): the process's resident high-water
+    mark (``VmHWM``) is reset to the current resident set, so an earlier, bigger run in the same
+    process no longer shows through. The CPU figure still counts what the process holds at the
+    reset (imports, data, memory an earlier run left resident); ``effx sweep`` therefore runs every
+    experiment in a fresh process, where the figure equals that of a standalone run.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    from .procmem import reset_hwm
+
+    reset_hwm()  # False where /proc/self/clear_refs is unavailable: the window is then the process's lifetime
+
+
 def peak_memory(device: torch.device) -> tuple[float, str]:
-    """Peak memory in MiB and its kind: CUDA max allocated on GPU, process max RSS on CPU."""
+    """Peak memory in MiB since the last :func:`reset_peak_memory` (else since the process started) and
+    its kind: CUDA max allocated on GPU, process peak resident set on CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_rss"
+    from .procmem import hwm_mib
+
+    hwm = hwm_mib()
+    if hwm is None:  # no /proc: the peak since the process started
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_rss"
+    return hwm, "cpu_rss"

@@ -29,6 +29,7 @@ def test_two_process_ddp_matches_single_process_loss(tmp_path, monkeypatch):
     env = {**sub_env(tmp_path), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.stdout.count("finished at step") == 1, proc.stdout  # only rank 0 prints the summary
     exp = tmp_path / "pretrain" / "ddp"
     info = json.loads((exp / "run_info.json").read_text())
     assert info["world_size"] == 2
@@ -44,3 +45,39 @@ def test_two_process_ddp_matches_single_process_loss(tmp_path, monkeypatch):
     for k, v in a["model"].items():
         torch.testing.assert_close(b["model"][k], v, rtol=1e-4, atol=1e-5)
     assert len(b["rng"]) == 2 and b["position"]["world_size"] == 2
+
+
+class _OtherRank:
+    """Rank 1 of 2: receives whatever rank 0 broadcasts."""
+
+    main, rank, world, enabled = False, 1, 2, True
+
+    def __init__(self, rank0_text: str) -> None:
+        self.rank0_text = rank0_text
+
+    def broadcast(self, obj):
+        assert obj is None  # this rank has nothing of its own to send
+        return self.rank0_text
+
+
+def test_other_ranks_load_rank_zeros_tokenizer_instead_of_training_one(tmp_path, monkeypatch):
+    """WordPiece training breaks count ties differently from one process to the next, so a rank that
+    trained its own vocabulary would encode the data differently from rank 0."""
+    import effx.train.run as run_mod
+    from effx.config import load_experiment
+    from effx.data import tokenizer_to_str, train_tokenizer
+
+    set_env(monkeypatch)
+    data = make_data(tmp_path / "data", n_train=64, n_val=16)
+    init_experiment("p", root=tmp_path, sets=tiny_sets(data))
+    cfg = load_experiment(tmp_path / "pretrain" / "p" / "config.yaml")
+    rank0 = train_tokenizer(["alpha beta gamma"] * 4, cfg.tokenizer)  # any tokenizer rank 0 might have made
+
+    def must_not_train(*_a, **_k):
+        raise AssertionError("a rank other than 0 trained a tokenizer")
+
+    monkeypatch.setattr(run_mod, "train_tokenizer", must_not_train)
+    session = run_mod.Session("pretrain", tmp_path / "pretrain" / "p", cfg, None, tmp_path)
+    session.dist = _OtherRank(tokenizer_to_str(rank0))
+    session._data(None, None)
+    assert session.tokenizer.get_vocab() == rank0.get_vocab()

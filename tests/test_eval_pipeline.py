@@ -69,6 +69,7 @@ def root(tmp_path_factory) -> Path:
     spec.write_text(SPEC)
     res = sweep(spec, base / "root")
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "started t-pre-sdpa" in res.stdout and "[2/2 done] finished" in res.stdout  # per-job progress
     nan_sets = [*DATA, "train.optimizer.lr=1e30", "train.clip_grad_norm=null"]
     init_experiment("t-nan", root=base / "root", sets=nan_sets, finetune=True)
     with pytest.raises(TrainingFailed):

@@ -74,3 +74,26 @@ def test_cli_list_prints_the_plan_and_help(tmp_path):
         + " y-tfidf-" + plan(load_spec(spec)[0])[0].baselines[1][0][-6:]
     for cmd in ("sweep", "eval", "predict", "baseline"):
         assert CliRunner().invoke(cli, [cmd, "--help"]).exit_code == 0
+
+
+def test_sweep_progress_lines_count_jobs_and_estimate_the_rest():
+    from effx.eval.sweep_progress import SweepProgress
+
+    now = [0.0]
+    lines: list[str] = []
+    p = SweepProgress(total=4, parallel=2, log=lines.append, clock=lambda: now[0])
+    p.start("a", "logs/a.log")
+    p.start("b", "logs/b.log")
+    now[0] = 60.0
+    p.finish("a", 0, "logs/a.log")
+    assert lines[0] == "[0/4 done] started a (log: logs/a.log)"
+    assert lines[2] == "[1/4 done] finished a in 1m00s; about 1m30s left"  # 3 left, 2 at a time, 60 s each
+    p.start("c", "logs/c.log")
+    now[0] = 180.0
+    p.finish("b", 1, "logs/b.log")  # took 180 s: mean 120 s, 2 left, 2 at a time
+    assert lines[-1] == "[2/4 done] FAILED (exit 1; see logs/b.log) b in 3m00s; about 2m00s left"
+    p.start("d", "logs/d.log")
+    now[0] = 200.0
+    p.finish("c", 0, "logs/c.log")
+    p.finish("d", 0, "logs/d.log")
+    assert lines[-1] == "[4/4 done] finished d in 20s; all done, 1 failed"

@@ -110,6 +110,23 @@ def test_huge_lr_nan_marks_failed(env):
     assert last["event"] == "failed" and last["cause"] == status["cause"]
 
 
+def test_nan_with_clipping_set_is_reported_once_with_advice_that_applies(env):
+    """Clipping cannot stop lr=1e30: the parameters blow up after step 1 and the loss of step 2 is not finite."""
+    from test_train_helpers import run_effx
+
+    root, data = env
+    sets = tiny_sets(data, **{"train.optimizer.name": "sgd", "train.optimizer.lr": 1e30, "train.clip_grad_norm": 1.0})
+    init_experiment("nanclip", root=root, sets=sets)
+    res = run_effx(root, "pretrain", "-exp", "nanclip")
+    assert res.returncode == 1
+    status = json.loads((root / "pretrain" / "nanclip" / "status.json").read_text())
+    cause = status["cause"]
+    assert status["status"] == "failed" and "clip_grad_norm" not in cause and "lower train.optimizer.lr" in cause
+    assert f"at step {status['step']};" in cause  # status.json and the cause name the same step
+    assert (res.stdout + res.stderr).count(cause) == 1, res.stdout + res.stderr
+    assert cause in (root / "pretrain" / "nanclip" / "logs" / "train.log").read_text()
+
+
 def test_out_of_memory_marks_failed(env, monkeypatch):
     from effx.train.loop import Trainer
 

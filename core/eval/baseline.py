@@ -23,7 +23,7 @@ from ..config import DataConfig, dump_yaml, load_yaml, structure, to_dict
 from ..errors import ConfigError, EffxError
 from ._io import write_json, write_text
 from .evaluate import score
-from .measure import peak_memory
+from .measure import peak_memory, reset_peak
 
 
 @attrs.frozen
@@ -178,6 +178,7 @@ def train_baseline(cfg: BaselineConfig, out: Path, root: Path, labels=None) -> d
     """Fit on the train split, score validation (and test if present), write the run files into ``out``."""
     import torch
 
+    reset_peak(torch.device("cpu"))  # this baseline's own peak, not that of earlier work in the process
     splits = _splits(cfg, root, labels)
     names = [str(n) for n in (splits.label_names or sorted(set(splits.train["label"])))]
     t0 = time.perf_counter()

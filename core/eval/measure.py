@@ -5,15 +5,17 @@ import torch
 
 
 def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    """Start the measured window (GPU allocator peak, or the process's resident high-water mark)."""
+    from ..sysinfo import reset_peak_memory
+
+    reset_peak_memory(device)
 
 
 def peak_memory(device: torch.device) -> tuple[str, float, str]:
     """``(column, MiB, mem_kind)``: GPU allocator peak on CUDA, else the process's peak resident set.
 
-    The CPU figure is the peak RSS of the whole process since it started (``getrusage``), so it
-    includes loading the model and data; it is reported under ``peak_rss_MiB``, never as GPU memory.
+    The CPU figure is the process's peak resident set since :func:`reset_peak`, so it includes the
+    model and data already loaded then; it is reported under ``peak_rss_MiB``, never as GPU memory.
     """
     from ..sysinfo import peak_memory as _peak
 

@@ -20,8 +20,11 @@ Keys go to the pretraining config, the finetune config or both: ``model.*``, ``t
 ``checkpoint.*``, ``logging.*`` -> both; a ``pretrain.`` or ``finetune.`` prefix sends a key to one only.
 
 A *job* is one pretraining plus the finetunes (and their evaluations and baselines) that use it; jobs
-run K at a time, each in its own process (``effx sweep SPEC --job NAME``) and folders. Re-running
-skips finished experiments, resumes interrupted ones and leaves failed ones (``--retry-failed``).
+run K at a time, each in its own process (``effx sweep SPEC --job NAME``) and folders. Inside a job,
+every training, evaluation and baseline runs in a fresh interpreter of its own, so each records its
+own peak memory (a process's resident set never shrinks back after a bigger run) and one run killed
+by the system does not take the rest of the job with it. Re-running skips finished experiments,
+resumes interrupted ones and leaves failed ones (``--retry-failed``).
 """
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Optional
 
@@ -217,6 +222,20 @@ def ensure_config(kind: str, name: str, template: str | None, sets: tuple[str, .
     return exp
 
 
+def fresh_process(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a new interpreter (spawned, not forked): its result, or its exception.
+
+    A new interpreter is exactly what a standalone ``effx`` command runs in, so the peak memory a run
+    records in a sweep equals the one it records on its own (a fork would inherit the parent's
+    resident pages, or leave the library pages it never touches uncounted).
+    """
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(fn, *args, **kwargs).result()
+        except BrokenProcessPool:
+            raise EffxError("its process died without a word (killed by the system, e.g. out of memory)") from None
+
+
 def _train(kind: str, exp: Path, run, retry_failed: bool, log) -> bool:
     """Run or continue one training; True if it is finished afterwards."""
     st = state(exp)
@@ -246,7 +265,7 @@ def _evaluate(ft: Finetune, splits: list[str], root: Path, log) -> bool:
         if split in done:
             continue
         try:
-            evaluate(ft.name, split=split, root=root)
+            fresh_process(evaluate, ft.name, split=split, root=root)
             log(f"eval finetune/{ft.name} on {split}")
         except EffxError as exc:
             log(f"eval finetune/{ft.name} on {split} failed: {exc}")
@@ -254,16 +273,23 @@ def _evaluate(ft: Finetune, splits: list[str], root: Path, log) -> bool:
     return ok
 
 
+def baseline_like(name: str, like: str, root: Path) -> None:
+    """Make the baseline's config from finetune ``like`` and train it (one call: runs in a fresh process)."""
+    from .baseline import make_config, run_baseline
+
+    cfg, labels = make_config(like=like, root=root)
+    run_baseline(name, cfg, labels, root=root)
+
+
 def _baseline(name: str, like: str, root: Path, retry_failed: bool, log) -> bool:
-    from .baseline import baseline_dir, make_config, run_baseline
+    from .baseline import baseline_dir
 
     st = state(baseline_dir(name, root))
     if st == "finished" or (st == "failed" and not retry_failed):
         log(f"skip baseline/{name}: {st}")
         return st == "finished"
     try:
-        cfg, labels = make_config(like=like, root=root)
-        run_baseline(name, cfg, labels, root=root)
+        fresh_process(baseline_like, name, like, root)
         log(f"baseline/{name} (like {like})")
         return True
     except EffxError as exc:
@@ -272,18 +298,19 @@ def _baseline(name: str, like: str, root: Path, retry_failed: bool, log) -> bool
 
 
 def run_job(spec: SweepSpec, spec_dir: Path, job: Job, root: Path, retry_failed: bool = False, log=print) -> bool:
-    """Pretrain (or continue), then each finetune, its evaluations and its baseline. True if all succeeded."""
+    """Pretrain (or continue), then each finetune, its evaluations and its baseline, each in a fresh
+    process. True if all succeeded."""
     from ..train import run_finetune, run_pretrain
 
     pre_t, ft_t = _template(spec.pretrain_template, spec_dir), _template(spec.finetune_template, spec_dir)
     pre = ensure_config("pretrain", job.name, pre_t, job.sets, root)
-    ok = _train("pretrain", pre, lambda **kw: run_pretrain(job.name, root=root, **kw), retry_failed, log)
+    ok = _train("pretrain", pre, lambda **kw: fresh_process(run_pretrain, job.name, root=root, **kw), retry_failed, log)
     if not ok:
         log(f"job {job.name}: pretraining not finished, its {len(job.finetunes)} finetune(s) wait")
         return False
     for ft in job.finetunes:
         exp = ensure_config("finetune", ft.name, ft_t, ft.sets, root)
-        run = lambda ft=ft, **kw: run_finetune(ft.name, job.name, "best", root=root, **kw)  # noqa: E731
+        run = lambda ft=ft, **kw: fresh_process(run_finetune, ft.name, job.name, "best", root=root, **kw)  # noqa: E731
         done = _train("finetune", exp, run, retry_failed, log)
         ok = done and _evaluate(ft, spec.eval_splits, root, log) and ok
     for name, like in job.baselines:
@@ -307,8 +334,12 @@ def _spawn(cmd: list[str], log_path: Path, threads: int) -> int:
 
 def run_sweep(spec_path: str | Path, jobs: int = 1, root: str | Path | None = None, retry_failed: bool = False,
               log=print) -> dict[str, int]:
-    """Run every job of the spec, ``jobs`` at a time, each in its own process; ``job -> exit code``."""
+    """Run every job of the spec, ``jobs`` at a time, each in its own process; ``job -> exit code``.
+
+    ``log`` receives a line when each job starts and ends (with done/total and an ETA).
+    """
     from ..train import resolve_root
+    from .sweep_progress import SweepProgress
 
     spec_path = Path(spec_path).resolve()
     spec, _ = load_spec(spec_path)
@@ -318,9 +349,17 @@ def run_sweep(spec_path: str | Path, jobs: int = 1, root: str | Path | None = No
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     log(f"sweep {spec.name}: {len(planned)} job(s), {sum(len(j.finetunes) for j in planned)} finetune(s), "
         f"{jobs} at a time; logs in {logs}")
+    progress = SweepProgress(len(planned), jobs, log)
+
+    def one(job: Job) -> int:
+        where = logs / f"{job.name}.log"
+        progress.start(job.name, where)
+        code = _spawn(job_command(spec_path, job, root, retry_failed), where, threads)
+        progress.finish(job.name, code, where)
+        return code
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        codes = dict(zip([j.name for j in planned], pool.map(
-            lambda j: _spawn(job_command(spec_path, j, root, retry_failed), logs / f"{j.name}.log", threads), planned)))
+        codes = dict(zip([j.name for j in planned], pool.map(one, planned)))
     for name, code in codes.items():
         where = logs / f"{name}.log"
         log(f"  {name}: " + ("ok" if code == 0 else f"exit {code} (see {where})"))

@@ -31,7 +31,15 @@ ESTIMATE_AFTER = 3  # steps timed (the first is warm-up and not counted) before 
 
 
 class TrainingFailed(EffxError):
-    """The run cannot continue (NaN/Inf loss or gradient, out of memory); ``cause`` says why."""
+    """The run cannot continue (NaN/Inf loss or gradient, out of memory); the message says why and
+    ``step`` is the optimizer step (1-based) that failed, when known."""
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+    def __reduce__(self):  # keep ``step`` when the error crosses a process boundary
+        return type(self), (str(self), self.step)
 
 
 class Interrupted(EffxError):
@@ -233,8 +241,8 @@ class Trainer:
         loss_sum, tokens = self.dist.sum([loss_sum, tokens])
         loss = loss_sum / max(total_count, 1.0)
         if not math.isfinite(loss):
-            raise TrainingFailed(f"loss is {loss} at step {self.pos.step + 1}; lower train.optimizer.lr, keep "
-                                 f"train.clip_grad_norm set, or use warmup")
+            step = self.pos.step + 1
+            raise TrainingFailed(f"loss is {loss} at step {step}; {self._divergence_advice()}", step)
         norm = self._clip_and_step()
         return loss, norm, tokens
 
@@ -244,8 +252,8 @@ class Trainer:
         max_norm = self.tc.clip_grad_norm if self.tc.clip_grad_norm else float("inf")
         norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         if not math.isfinite(norm) and not scaler.is_enabled():
-            raise TrainingFailed(f"gradient norm is {norm} at step {self.pos.step + 1}; lower "
-                                 f"train.optimizer.lr or set train.clip_grad_norm")
+            step = self.pos.step + 1
+            raise TrainingFailed(f"gradient norm is {norm} at step {step}; {self._divergence_advice()}", step)
         before = scaler.get_scale() if scaler.is_enabled() else None
         scaler.step(self.opt)
         scaler.update()
@@ -255,11 +263,21 @@ class Trainer:
             self._check_fp16_skips(before, scaler.get_scale())
         return norm
 
+    def _divergence_advice(self) -> str:
+        """What to change after a NaN/Inf, leaving out the settings that are already in place."""
+        tips = ["lower train.optimizer.lr"]
+        if not self.tc.clip_grad_norm:
+            tips.append("set train.clip_grad_norm (e.g. 1.0)")
+        sched = self.tc.scheduler
+        if not (sched.warmup_steps or sched.warmup_ratio):
+            tips.append("add warmup (train.scheduler.warmup_ratio)")
+        return ", ".join(tips[:-1]) + (" or " if len(tips) > 1 else "") + tips[-1]
+
     def _check_fp16_skips(self, before: float, after: float) -> None:
         self.fp16_skips = self.fp16_skips + 1 if after < before else 0
         if self.fp16_skips >= 25:
             raise TrainingFailed(f"fp16 gradients overflowed in {self.fp16_skips} consecutive steps (loss scale "
-                                 f"{after:g}); use train.dtype bf16 or lower the learning rate")
+                                 f"{after:g}); use train.dtype bf16 or lower the learning rate", self.pos.step + 1)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()

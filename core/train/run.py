@@ -34,7 +34,7 @@ from ..data import EncodedDataset, encode_with_stats, load_splits, tokenizer_fro
 from ..data import load_tokenizer, train_tokenizer, unk_rate
 from ..errors import ConfigError
 from ..plugins import load_registry
-from ..sysinfo import run_info
+from ..sysinfo import reset_peak_memory, run_info
 from . import checkpoint as ckpt
 from .distributed import Dist
 from .experiment import check_consistency, resolve_finetune, resolve_scratch
@@ -62,6 +62,7 @@ class RunResult:
     step: int
     validation: dict
     best_checkpoint: Path | None
+    main: bool = True  # False on the other ranks of a torchrun job: only rank 0 reports
 
 
 def seed_everything(seed: int) -> None:
@@ -117,6 +118,7 @@ class Session:
     def run(self, resume: bool, overwrite: bool) -> RunResult:
         with _signals(self._on_signal, self._must_stop_now, self._hard_stop):
             self.dist = Dist(self.cfg.train.device)
+            reset_peak_memory(self.dist.device)  # peak_mem_MiB is this run's, whatever ran before in the process
             try:
                 with ExperimentLock(self.exp, f"{self.kind}/{self.exp.name}") if self.dist.main else _no_lock():
                     return self._run(resume, overwrite)
@@ -191,14 +193,14 @@ class Session:
         except KeyboardInterrupt:
             self._mark("interrupted", step(), trainer.pos.epoch, "second interrupt: stopped without a checkpoint")
             raise Interrupted(f"interrupted at step {step()} without a checkpoint") from None
-        except TrainingFailed as exc:
-            self._mark("failed", step(), trainer.pos.epoch, str(exc))
+        except TrainingFailed as exc:  # status.json names the step the cause names
+            self._mark("failed", exc.step if exc.step is not None else step(), trainer.pos.epoch, str(exc))
             raise
         except (torch.OutOfMemoryError, MemoryError) as exc:
             cause = (f"out of memory at step {step() + 1} ({(str(exc) or type(exc).__name__).splitlines()[0][:120]}); lower "
                      f"train.batch_size or data.max_length, or set model.gradient_checkpointing: true")
-            self._mark("failed", step(), trainer.pos.epoch, cause)
-            raise TrainingFailed(cause) from None
+            self._mark("failed", step() + 1, trainer.pos.epoch, cause)
+            raise TrainingFailed(cause, step() + 1) from None
         except BaseException as exc:
             self._mark("failed", step(), trainer.pos.epoch, f"{type(exc).__name__}: {str(exc)[:300]}")
             raise
@@ -211,7 +213,7 @@ class Session:
         try:
             self.files.status(status, step, epoch, cause)
             self.files.event(status, step, cause=cause)
-            (self.files.info if status == "interrupted" else self.files.log.error)(f"{status}: {cause}")
+            self.files.outcome(status, cause)  # train.log only: the error raised next is what the caller shows
         except OSError:
             pass
 
@@ -269,7 +271,7 @@ class Session:
             files.status("finished", step, trainer.pos.epoch)
             files.event("finished", step, validation=val, best_val_loss=trainer.best_val)
             files.info(f"finished at step {step}; best validation loss {trainer.best_val}")
-        return RunResult(self.exp, "finished", step, val, best if best.exists() else None)
+        return RunResult(self.exp, "finished", step, val, best if best.exists() else None, self.dist.main)
 
     # ------------------------------------------------------------------ preparation
     def _fresh_start(self, overwrite: bool) -> None:
@@ -370,7 +372,7 @@ class Session:
         splits = load_splits(data_cfg, cfg.seed, need_labels=need_labels, label_names=saved)
         for line in splits.warnings:
             self.notes.append(("warning", line, {"event": "overlap"}))
-        if tok is None:
+        if tok is None:  # rank 0 trains the tokenizer, the other ranks wait for it and load it
             text = tokenizer_to_str(train_tokenizer(splits.train["text"], cfg.tokenizer)) if self.dist.main else None
             tok = tokenizer_from_str(self.dist.broadcast(text), "trained tokenizer")
         self.tokenizer = tok

@@ -78,6 +78,7 @@ class RunFiles:
         console = logging.StreamHandler()  # warnings are also shown on the console
         console.setLevel(logging.WARNING)
         console.addFilter(lambda record: record.levelno < logging.ERROR)  # the raised error is printed once
+        console.addFilter(lambda record: not getattr(record, "file_only", False))
         console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         self.log.addHandler(console)
         if resume_step is None:
@@ -169,6 +170,10 @@ class RunFiles:
         self.log.info(msg)
         if self.enabled:
             print(msg, file=sys.stderr, flush=True)
+    def outcome(self, status: str, cause: str) -> None:
+        """Record how the run ended in train.log only (the caller reports it: once on the console)."""
+        level = logging.WARNING if status == "interrupted" else logging.ERROR
+        self.log.log(level, f"{status}: {cause}", extra={"file_only": True})
 
 
 def read_status(exp_dir: Path) -> dict | None:

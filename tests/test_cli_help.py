@@ -1,0 +1,44 @@
+"""``effx CMD --help`` stays fast: the CLI imports no heavy library until a command body runs.
+
+A fresh interpreter imports the CLI and prints every command's help; the heavy libraries (torch and
+the others a run needs) must still be absent from ``sys.modules`` afterwards. The wall time of one
+such interpreter is checked too, with headroom for a loaded CI machine.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+HEAVY = ("torch", "pandas", "matplotlib", "wandb", "datasets", "sklearn", "tokenizers", "numpy")
+
+PROBE = """
+import json, sys
+from click.testing import CliRunner
+from effx_cli.main import cli
+runner = CliRunner()
+codes = {name: runner.invoke(cli, [name, "--help"] if name else ["--help"]).exit_code for name in ["", *cli.commands]}
+print(json.dumps({"codes": codes, "heavy": sorted(m for m in %r if m in sys.modules)}))
+""" % (HEAVY,)
+
+
+def test_help_imports_no_heavy_library():
+    res = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(out["codes"]) >= {"", "eval", "sweep", "bench", "pretrain", "finetune", "validate", "plugins"}
+    assert all(code == 0 for code in out["codes"].values()), out["codes"]
+    assert out["heavy"] == [], f"--help imported {out['heavy']}; move those imports into the command bodies"
+
+
+def test_help_wall_time():
+    """One `python -m effx_cli.main sweep --help` in a fresh process (torch alone takes seconds to import)."""
+    best = min(_timed([sys.executable, "-m", "effx_cli.main", "sweep", "--help"]) for _ in range(3))
+    assert best < 1.0, f"`effx sweep --help` took {best:.2f} s"
+
+
+def _timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, check=True, timeout=60)
+    return time.perf_counter() - t0
