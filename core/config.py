@@ -91,7 +91,7 @@ class DataConfig:
     validation_fraction: float = 0.1
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
-    length_bucketing: bool = False
+    length_bucketing: bool = True  # similar-length batches: little padding (docs/BENCHMARKS.md, real-token throughput)
     num_workers: int = 0
 
 
