@@ -34,7 +34,8 @@ def init_cmd(exp, template, sets, force, finetune, root):
     """Create pretrain/NAME/config.yaml (or finetune/NAME/config.yaml) with every default filled in."""
     from effx.train import init_experiment
 
-    path = init_experiment(exp, root=root, template=template, sets=sets, force=force, finetune=finetune)
+    path = init_experiment(exp, root=root, template=template, sets=sets, force=force, finetune=finetune,
+                           recommend_dtype=True)
     click.echo(f"wrote {path}")
     kind = "finetune" if finetune else "pretrain"
     extra = " -pretrain PRE" if finetune else ""
