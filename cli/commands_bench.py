@@ -93,6 +93,30 @@ def bench_train_cmd(seq_lens, types, saver_len, saver_batch, mem_cap_gib, time_c
         click.echo(f"wrote {kind}: {path}")
 
 
+@click.command("bench-tokens")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="csv/json/jsonl/parquet file with a text column: its texts give the real length distribution.")
+@click.option("--max-length", default=128, show_default=True, help="Truncation length (the fixed-length batches' N).")
+@click.option("--batch", default=32, show_default=True, help="Sequences per training step.")
+@click.option("--n-batches", default=10, show_default=True, help="Optimizer steps per mode and repeat.")
+@click.option("--repeats", default=3, show_default=True, help="Alternating repeats of every mode (median).")
+@click.option("--texts", default=4000, show_default=True, help="Texts sampled from --data.")
+@click.option("--types", default=None, help="Attention types (default: sdpa,performer_favor,reformer_lsh).")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="fp16 is refused on CPU (no fast fp16 matmul kernel there; use bf16).")
+@click.option("--threads", default=0, show_default=True, help="torch threads (0 = torch default).")
+@click.option("--out", default="bench-results/tokens", show_default=True, type=click.Path(file_okay=False))
+def bench_tokens_cmd(data, max_length, batch, n_batches, repeats, texts, types, dtype, threads, out) -> None:
+    """Training tokens/s counting real tokens only: variable-length batches vs fixed-length full batches."""
+    from effx.bench.tokens import TokenSettings, parse_types, run_tokens_bench
+
+    settings = TokenSettings(data=data, max_length=max_length, batch=batch, n_batches=n_batches, repeats=repeats,
+                             texts=texts, types=parse_types(types), dtype=dtype, threads=threads)
+    paths = run_tokens_bench(settings, Path(out), command=_command_line(), echo=click.echo)
+    for kind, path in paths.items():
+        click.echo(f"wrote {kind}: {path}")
+
+
 @click.command("bench-report")
 @click.argument("folder", type=click.Path(file_okay=False))
 def bench_report_cmd(folder) -> None:
@@ -106,4 +130,5 @@ def bench_report_cmd(folder) -> None:
 def register(cli: click.Group) -> None:
     cli.add_command(bench_cmd)
     cli.add_command(bench_train_cmd)
+    cli.add_command(bench_tokens_cmd)
     cli.add_command(bench_report_cmd)

@@ -78,6 +78,7 @@ def predict_cmd(exp, input_path, output_path, fmt, text_field, ckpt, root):
     for line in summary.warnings():
         click.echo(f"Warning: {line}", err=True)
     click.echo(f"{summary.rows} row(s) -> {summary.output}")
+    click.echo(f"throughput ({summary.dtype}): {summary.texts_per_s:,.1f} texts/s, {summary.tokens_per_s:,.0f} tokens/s")
 
 
 @click.command("baseline")

@@ -42,7 +42,7 @@ def init_cmd(exp, template, sets, force, finetune, no_pretrain, root):
     if no_pretrain and not finetune:
         raise click.ClickException("--no-pretrain is a finetune option; add --finetune")
     path = init_experiment(exp, root=root, template=template, sets=sets, force=force, finetune=finetune,
-                           pretrained=not no_pretrain)
+                           pretrained=not no_pretrain, recommend_dtype=True)
     click.echo(f"wrote {path}")
     kind = "finetune" if finetune else "pretrain"
     extra = " -pretrain PRE" if finetune and not no_pretrain else ""

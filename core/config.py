@@ -115,7 +115,7 @@ class DataConfig:
     max_overlap_fraction: float = attrs.field(default=0.05, validator=between(0, 1))  # validation/test rows also in train: above this fraction, an error
     max_train_samples: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
     max_eval_samples: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
-    length_bucketing: bool = False
+    length_bucketing: bool = True  # similar-length batches: little padding (docs/BENCHMARKS.md, real-token throughput)
     num_workers: int = attrs.field(default=0, validator=at_least(0))
 
 

@@ -186,14 +186,16 @@ def test_other_optimizers_and_bf16_train(env, opt):
     assert payload["config"]["train"]["dtype"] == "bf16"
 
 
-def test_fp16_on_cpu_warns_and_checkpoints_the_scaler(env):
+def test_fp16_on_cpu_is_refused_before_anything_is_written(env):
+    """One fp16-on-CPU rule (effx.train.precision.check_fp16): refused in training as in the bench."""
     root, data = env
-    init_experiment("h", root=root, sets=tiny_sets(data, **{"train.max_steps": 2, "train.dtype": "fp16"}))
-    run_pretrain("h", root=root)
+    init_experiment("h", root=root, sets=tiny_sets(data, **{"train.max_steps": 2, "train.dtype": "fp16",
+                                                           "train.device": "cpu"}))
     exp = root / "pretrain" / "h"
-    assert "WARNING" in (exp / "logs" / "train.log").read_text() and "fp16" in (exp / "logs" / "train.log").read_text()
-    scaler = torch.load(exp / "ckpt_last.pt", weights_only=True)["scaler"]
-    assert scaler["scale"] > 0 and "growth_factor" in scaler
+    before = sorted(p.name for p in exp.iterdir())
+    with pytest.raises(ConfigError, match="train.dtype fp16 on CPU is refused.*use bf16"):
+        run_pretrain("h", root=root)
+    assert sorted(p.name for p in exp.iterdir()) == before
 
 
 def test_finetune_inherits_architecture_and_writes_resolved_config(pretrained):

@@ -15,7 +15,7 @@ import attrs
 from ..errors import ConfigError
 from ..plugins import Registry, unknown_message
 from .settings import BenchSettings
-from .workloads import PEERS
+from .workloads import PEERS, STEP_PEERS
 
 
 def impl_choices(cls: type) -> tuple[str, ...]:
@@ -50,8 +50,8 @@ def variants(registry: Registry, types: tuple[str, ...] | None, device: str) -> 
     return out
 
 
-def available_peers() -> list[str]:
-    return [p for p, (mod, _) in PEERS.items() if importlib.util.find_spec(mod) is not None]
+def available_peers(peers: dict = PEERS) -> list[str]:
+    return [p for p, (mod, _) in peers.items() if importlib.util.find_spec(mod) is not None]
 
 
 def base_spec(s: BenchSettings) -> dict:
@@ -80,12 +80,17 @@ def layer_specs(s: BenchSettings, registry: Registry) -> list[dict]:
 
 def step_specs(s: BenchSettings, registry: Registry) -> list[dict]:
     base = {**base_spec(s), "suite": "step", "heads": s.heads, "head_dim": s.d_model // s.heads}
-    return [
+    specs = [
         {**base, "label": label, "type": name, "config": config, "flash": flash, "source": "effx", "n": n,
          "batch": s.step_batch(n), "exact": registry.get("attention", name).cls.exact}
         for label, name, config, flash in variants(registry, s.types, s.device)
         for n in s.seq_lens
     ]
+    if s.peers:
+        specs += [{**base, "label": peer, "type": None, "config": {}, "source": "peer", "n": n,
+                   "batch": s.step_batch(n), "exact": True}
+                  for peer in available_peers(STEP_PEERS) for n in s.seq_lens]
+    return specs
 
 
 def plan(s: BenchSettings, registry: Registry) -> list[dict]:

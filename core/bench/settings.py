@@ -1,9 +1,7 @@
 """What one ``effx bench`` run measures: sizes, caps, dtype and device, validated at the edge.
 
-fp16 on CPU is refused (issue 6): the project's machine was reported ~400x slower in fp16 than
-fp32. With torch 2.13 the bench's own roofline check (``machine.json``) measured fp16 at 512^3 at
-0.85-0.93x fp32 there, while bf16 ran 1.6-4.2x fp32 (docs/BENCHMARKS.md) - so bf16 is the CPU
-low-precision dtype either way.
+fp16 on CPU is refused by the one rule of :mod:`effx.train.precision` (the roofline check in
+``machine.json`` records this machine's fp16 and bf16 matmul rates).
 """
 from __future__ import annotations
 
@@ -70,13 +68,10 @@ def resolve_device(device: str) -> str:
 
 
 def check_dtype(dtype: str, device: str) -> None:
-    """fp16 on CPU is refused with the reason; bf16 is the CPU low-precision dtype."""
-    if dtype == "fp16" and device == "cpu":
-        raise ConfigError(
-            "--dtype fp16 on CPU is refused: CPU fp16 matmuls are no faster than fp32 (0.85-0.93x in docs/BENCHMARKS.md; "
-            "~400x slower reported on other builds) while bf16 uses AMX/AVX-512 kernels (1.6-4.2x fp32 there); "
-            "use --dtype bf16 or fp32 on CPU (machine.json records your machine's rates)"
-        )
+    """fp16 on CPU is refused (:func:`effx.train.precision.check_fp16`); bf16 is the CPU low-precision dtype."""
+    from ..train.precision import check_fp16
+
+    check_fp16(dtype, device, key="--dtype")
 
 
 def validate(s: BenchSettings) -> BenchSettings:

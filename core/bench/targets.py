@@ -81,12 +81,29 @@ def roofline_rows(df: pd.DataFrame, roofline: dict | None, settings) -> list[dic
         return []
     ok = _ok(df, "step")
     out = []
-    for r in ok[(ok["seq_len"] == 512) & (ok["exact"].astype(bool))].itertuples():
+    for r in ok[(ok["seq_len"] == 512) & (ok["exact"].astype(bool)) & (ok["source"] == "effx")].itertuples():
         flops = encoder_step_flops(r.batch, 512, settings.d_model, settings.n_layers, settings.d_ff, True)
         gflops = flops / (r.fwdbwd_ms / 1000) / 1e9
         out.append({"label": r.label, "batch": r.batch, "step_gflop": flops / 1e9, "step_ms": r.fwdbwd_ms,
                     "achieved_gflops": gflops, "roofline_gflops": roofline["fp32_gflops"],
                     "fraction": gflops / roofline["fp32_gflops"]})
+    return out
+
+
+HF_PEER, HF_SPEEDUP = "hf-bert", 1.3
+
+
+def hf_rows(df: pd.DataFrame) -> list[dict]:
+    """Every (effx step row, N) the HF BERT peer also ran: tokens/s ratio, training step and forward."""
+    ok = _ok(df, "step").set_index(["label", "seq_len"])
+    out = []
+    for (label, n), r in ok.iterrows():
+        if r["source"] != "effx" or (HF_PEER, n) not in ok.index:
+            continue
+        hf = ok.loc[(HF_PEER, n)]
+        out.append({"label": label, "seq_len": n, "batch": r["batch"], "train_speedup": hf.fwdbwd_ms / r["fwdbwd_ms"],
+                    "fwd_speedup": hf.fwd_ms / r["fwd_ms"], "effx_ms": r["fwdbwd_ms"], "hf_ms": hf.fwdbwd_ms,
+                    "effx_fwd_ms": r["fwd_ms"], "hf_fwd_ms": hf.fwd_ms})
     return out
 
 
@@ -137,7 +154,7 @@ def evaluate(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
         lines.append({"target": f"{label} peak memory linear in N (log-log slope <= 1.1, 2k-16k)",
                       "measured": "not measured" if slope is None else f"slope {slope:.2f}",
                       "met": "not measured" if slope is None else ("yes" if slope <= 1.1 else "no")})
-    for peer in dict.fromkeys(df[df["source"] == "peer"]["label"]):
+    for peer in dict.fromkeys(df[(df["source"] == "peer") & (df["suite"] == "layer")]["label"]):
         even = break_even(df, peer)
         lines.append({"target": f"(context) {peer} faster than {FUSED} (fwd+bwd)",
                       "measured": f"from N={even}" if even else "never faster in the measured range", "met": "-"})
@@ -146,6 +163,13 @@ def evaluate(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
                       "measured": f"{r['achieved_gflops']:.0f} of {r['roofline_gflops']:.0f} GFLOP/s = "
                                   f"{100 * r['fraction']:.0f} %",
                       "met": "yes" if r["fraction"] >= 0.5 else "no"})
+    for r in hf_rows(df):
+        for what, key, ms in (("training step", "train_speedup", ("effx_ms", "hf_ms")),
+                              ("forward", "fwd_speedup", ("effx_fwd_ms", "hf_fwd_ms"))):
+            lines.append({"target": f"{r['label']} {what} N={r['seq_len']} B={r['batch']}: >= {HF_SPEEDUP}x "
+                                    f"{HF_PEER} tokens/s",
+                          "measured": f"{r[key]:.2f}x ({r[ms[0]]:.0f} vs {r[ms[1]]:.0f} ms)",
+                          "met": "yes" if r[key] >= HF_SPEEDUP else "no"})
     for r in cost_rules(df):
         lines.append({"target": f"cost rule N=512: {r['label']} time <= -{100 * r['time_rule']:.0f} % or memory <= "
                                 f"-{100 * r['mem_rule']:.0f} % vs {r['vs']}",

@@ -8,6 +8,9 @@ worker process; :func:`build` turns it into a workload there.
 Peers, at the settings of issue 6: ``performer_pytorch.FastAttention(nb_features=256)``
 (Choromanski et al., 2021) and ``reformer_pytorch.LSHAttention(bucket_size=64, n_hashes=4)``
 (Kitaev et al., 2020). The Reformer peer shares queries and keys (it reads ``q`` only).
+In the step suite the peer is Hugging Face transformers' ``BertForSequenceClassification`` with
+``attn_implementation="sdpa"`` at the encoder's sizes and dropouts (an optional install, never a
+dependency of effx); both models train with the same fused AdamW.
 
 Fidelity: the relative error ``||o - o*|| / ||o*||`` on evenly spaced query rows, where ``o*`` is
 exact softmax attention of the same inputs in fp32 - for shared-QK Reformers (the peer, and effx
@@ -30,6 +33,12 @@ PEERS = {
     "performer-pytorch": ("performer_pytorch", "1.1.4"),
     "reformer-pytorch": ("reformer_pytorch", "1.4.4"),
 }
+STEP_PEERS = {"hf-bert": ("transformers", None)}  # any installed version; recorded in machine.json
+
+
+def adamw(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of every step workload, effx and peer alike (fused, as the effx trainer uses)."""
+    return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
 
 
 def autocast(spec: dict):
@@ -147,7 +156,7 @@ class StepWorkload:
             attention=AttentionSpec(spec["type"], dict(spec["config"])),
         )
         self.model = effx.build_model(cfg, {"type": "classification", "num_classes": 2}).to(spec["device"])
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.opt = adamw(self.model)
         gen = torch.Generator().manual_seed(0)
         b, n = spec["batch"], spec["n"]
         self.ids = torch.randint(5, 8000, (b, n), generator=gen).to(spec["device"])  # (B, N)
@@ -169,7 +178,42 @@ class StepWorkload:
         self.opt.step()
 
 
+class HFStepWorkload(StepWorkload):
+    """The same step on ``transformers.BertForSequenceClassification`` (sdpa attention), same sizes:
+    vocabulary 8000, hidden dropout 0.1 and attention dropout 0.0 as the effx defaults."""
+
+    def __init__(self, spec: dict) -> None:  # noqa: D107 - see the class
+        from transformers import BertConfig, BertForSequenceClassification
+
+        self.spec = spec
+        cfg = BertConfig(vocab_size=8000, hidden_size=spec["d_model"], num_hidden_layers=spec["n_layers"],
+                         num_attention_heads=spec["heads"], intermediate_size=spec["d_ff"],
+                         max_position_embeddings=max(spec["n"], 512), hidden_dropout_prob=0.1,
+                         attention_probs_dropout_prob=0.0, num_labels=2, attn_implementation="sdpa")
+        hf = BertForSequenceClassification(cfg).to(spec["device"])
+        self.model = _Logits(hf)
+        self.opt = adamw(self.model)
+        gen = torch.Generator().manual_seed(0)
+        b, n = spec["batch"], spec["n"]
+        self.ids = torch.randint(5, 8000, (b, n), generator=gen).to(spec["device"])  # (B, N)
+        self.labels = torch.randint(0, 2, (b,), generator=gen).to(spec["device"])  # (B,)
+        self.micro = max(1, spec.get("micro_batches", 1))
+
+
+class _Logits(torch.nn.Module):
+    """``ids (B, N) -> logits (B, C)`` around an HF model (which returns an output object)."""
+
+    def __init__(self, hf: torch.nn.Module) -> None:
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.hf(input_ids=ids).logits  # (B, C)
+
+
 def build(spec: dict):
+    if spec["suite"] == "step" and spec["source"] == "peer":
+        return HFStepWorkload(spec)
     if spec["suite"] in ("step", "train", "savers"):
         return StepWorkload(spec)
     if spec["source"] == "peer":

@@ -22,12 +22,12 @@ import numpy as np
 
 from ..errors import EffxError
 from ..train.distributed import pick_device
+from ..train.precision import inference_dtype
 from ._io import read_json, write_json
 from .inference import predict_proba
 from .measure import peak_memory, reset_peak
 
 SPLITS = ("test", "validation")
-DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 def score(y_true: np.ndarray, probs: np.ndarray, registry=None) -> dict[str, float]:
@@ -134,8 +134,6 @@ def run_state(exp_dir: Path, checkpoint: Path) -> dict[str, Any]:
 def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path | None = None,
              wandb: bool = True) -> dict[str, Any]:
     """Score experiment ``exp`` on ``split`` with checkpoint ``ckpt``; returns what is stored in eval.json."""
-    import torch
-
     from ..train import load_for_inference
 
     exp_dir = finetune_dir(exp, root)
@@ -147,14 +145,15 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
     ids, truncated = encode_with_stats(inf.tokenizer, list(texts), cfg.data.max_length)
     device = pick_device(cfg.train.device)
     reset_peak(device)
-    dtype = getattr(torch, DTYPES[cfg.train.dtype]) if cfg.train.dtype in DTYPES else None
+    dtype = inference_dtype(cfg.train.dtype, device)  # bf16 for a bf16-trained model on bf16 hardware
     out = predict_proba(inf.model, ids, len(inf.label_names), cfg.train.eval_batch_size, device, dtype)
     column, mem, kind = peak_memory(device)
     result = {"metrics": score(labels, out.probs), "n_examples": int(len(labels)),
               "data": scored_source(cfg, exp_dir.parent.parent, split, changed), "data_changed": changed,
               "truncated": int(truncated), "max_length": cfg.data.max_length,
               "checkpoint": str(inf.checkpoint_path), "checkpoint_arg": str(ckpt),
-              "tokens_per_s": out.tokens_per_s, "inference_s": out.seconds, column: mem, "mem_kind": kind,
+              "tokens_per_s": out.tokens_per_s, "texts_per_s": out.texts_per_s, "inference_dtype": out.dtype,
+              "inference_s": out.seconds, column: mem, "mem_kind": kind,
               "memory_column": column, "device": str(device), "batch_size": cfg.train.eval_batch_size,
               "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     state = run_state(exp_dir, inf.checkpoint_path)

@@ -1,7 +1,9 @@
 """Batched inference of a finetuned classifier: class probabilities for token-id sequences.
 
 Sequences are processed in length-sorted batches (less padding, the same results) and returned in
-input order. Throughput counts real (non-padding) tokens over the forward-pass wall time.
+input order; the encoder computes on the real tokens only. Callers pick the autocast dtype with
+:func:`effx.train.precision.inference_dtype` (bf16 for a bf16-trained model on bf16 hardware).
+Throughput counts texts and real (non-padding) tokens over the forward-pass wall time.
 """
 from __future__ import annotations
 
@@ -20,10 +22,15 @@ class Probabilities:
     probs: np.ndarray  # (n, C) float64, rows in input order
     tokens: int  # real tokens processed
     seconds: float  # forward-pass wall time
+    dtype: str = "fp32"  # the autocast dtype the forward ran in
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def texts_per_s(self) -> float:
+        return len(self.probs) / self.seconds if self.seconds > 0 else float("nan")
 
 
 def _sync(device: torch.device) -> None:
@@ -34,7 +41,11 @@ def _sync(device: torch.device) -> None:
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, ids: Sequence[Sequence[int]], num_classes: int, batch_size: int,
                   device: torch.device, dtype: torch.dtype | None = None) -> Probabilities:
-    """Softmax probabilities ``(n, C)`` for every sequence in ``ids``; ``dtype`` enables autocast on CUDA."""
+    """Softmax probabilities ``(n, C)`` for every sequence in ``ids``; ``dtype``: autocast dtype (None: fp32)."""
+    from ..train.precision import check_fp16
+
+    device = torch.device(device)
+    check_fp16("fp16" if dtype == torch.float16 else "", device.type, key="inference dtype")
     model.eval().to(device)
     collate = PadCollator()
     order = np.argsort([len(s) for s in ids], kind="stable")
@@ -47,11 +58,11 @@ def predict_proba(model: torch.nn.Module, ids: Sequence[Sequence[int]], num_clas
         mask = batch["attention_mask"].to(device)  # (B, N)
         _sync(device)
         t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(input_ids, mask)  # (B, C)
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (B, C)
         _sync(device)
         seconds += time.perf_counter() - t0
         tokens += int(mask.sum())
         out[rows] = probs
-    return Probabilities(out, tokens, seconds)
+    return Probabilities(out, tokens, seconds, {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype])

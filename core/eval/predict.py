@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..errors import EffxError
 from ..train.distributed import pick_device
+from ..train.precision import inference_dtype
 from ._io import write_text
 from .inference import predict_proba
 
@@ -34,6 +35,9 @@ class PredictSummary:
     truncated: int
     invalid_utf8: int
     output: Path
+    texts_per_s: float = float("nan")  # forward-pass throughput
+    tokens_per_s: float = float("nan")  # real tokens only
+    dtype: str = "fp32"
 
     def warnings(self) -> list[str]:
         out = []
@@ -145,6 +149,8 @@ def predict_file(exp: str, input_path: str | Path, output_path: str | Path, ckpt
     ids, cut = encode_with_stats(inf.tokenizer, [texts[i] for i in keep], cfg.data.max_length) if keep else ([], 0)
     names = [str(n) for n in inf.label_names]
     device = pick_device(cfg.train.device)
-    probs = predict_proba(inf.model, ids, len(names), batch_size or cfg.train.eval_batch_size, device).probs
-    out = write_predictions(_rows(texts, probs, keep, names), names, Path(output_path))
-    return PredictSummary(len(texts), len(texts) - len(keep), cut, bad, out)
+    dtype = inference_dtype(cfg.train.dtype, device)  # bf16 for a bf16-trained model on bf16 hardware
+    res = predict_proba(inf.model, ids, len(names), batch_size or cfg.train.eval_batch_size, device, dtype)
+    out = write_predictions(_rows(texts, res.probs, keep, names), names, Path(output_path))
+    return PredictSummary(len(texts), len(texts) - len(keep), cut, bad, out, res.texts_per_s, res.tokens_per_s,
+                          res.dtype)

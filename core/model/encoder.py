@@ -3,6 +3,10 @@
 The core owns the Q/K/V/output projections and the head split; the attention plugin only maps
 ``q, k, v [B, H, N, Dh] -> [B, H, N, Dh]``, so changing ``model.attention.type`` never touches
 this file.
+
+A batch with padding runs unpadded (:mod:`effx.model.unpad`): embeddings, norms, projections and
+the MLP work on the ``T`` real tokens ``[T, D]``; only attention sees the per-sequence layout
+``[B, H, n, Dh]`` with its key padding mask. A batch without padding runs as ``[B, N, D]``.
 """
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ..components import Attention, PositionalEncoding, PositionMode, RelativeBias
 from ..errors import CapabilityError, SequenceTooLongError
-from ..masks import as_bool
+from ..masks import as_bool, attn_mask_4d
 from .dropout import Dropout
+from .unpad import Packing
 
 
 class MultiHeadAttention(nn.Module):
@@ -35,19 +40,27 @@ class MultiHeadAttention(nn.Module):
         attn_mask: torch.Tensor | None = None,
         rel_bias: RelativeBias | None = None,
         rotary: PositionalEncoding | None = None,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
-        b, n, d = x.shape
+        """``x [B, N, D]``, or ``[T, D]`` real tokens with ``packing`` (which then holds the padding mask)."""
+        if packing is not None:
+            key_padding_mask = packing.mask  # (B, n)
         self._check_masks(key_padding_mask, attn_mask)
-        qkv = self.qkv(x).view(b, n, 3, self.n_heads, self.head_dim)  # (B, N, 3, H, Dh)
+        qkv = self.qkv(x)  # (B, N, 3D) | (T, 3D)
+        if packing is not None:
+            qkv = packing.unpack(qkv)  # (B, n, 3D), zeros at padding
+        b, n, _ = qkv.shape
+        qkv = qkv.view(b, n, 3, self.n_heads, self.head_dim)  # (B, N, 3, H, Dh)
         # unbind the 3 axis in place and swap N/H per tensor (views): backward then stacks the three
         # gradients straight into the (B, N, 3, H, Dh) layout of the projection (one copy, not two)
         q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, H, N, Dh)
         if rotary is not None:
             q, k = rotary.rotate(q), rotary.rotate(k)
         o = self.attention(q, k, v, key_padding_mask=key_padding_mask, attn_mask=attn_mask, rel_bias=rel_bias)
-        o = o.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
+        o = o.transpose(1, 2).reshape(b, n, self.n_heads * self.head_dim)  # (B, N, D)
+        if packing is not None:
+            o = packing.pack(o)  # (T, D)
         return self.out(o)
-
 
     def _check_masks(self, key_padding_mask, attn_mask) -> None:
         caps, name = self.attention.capabilities, self.attention.name
@@ -80,13 +93,18 @@ class Block(nn.Module):
         self.pre_norm = norm == "pre"
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act_drop(self.act(self.fc1(x))))  # (B, N, D) -> (B, N, d_ff) -> (B, N, D)
+        return self.fc2(self.act_drop(self.act(self.fc1(x))))  # (..., D) -> (..., d_ff) -> (..., D)
 
-    def forward(self, x, key_padding_mask=None, attn_mask=None, rel_bias=None, rotary=None) -> torch.Tensor:
+    def forward(self, x, key_padding_mask=None, attn_mask=None, rel_bias=None, rotary=None,
+                packing: Packing | None = None) -> torch.Tensor:
+        """``x [B, N, D]``, or ``[T, D]`` with ``packing``; same shape out."""
+        def attn(h):
+            return self.attn(h, key_padding_mask, attn_mask, rel_bias, rotary, packing)
+
         if self.pre_norm:
-            x = x + self.drop(self.attn(self.ln1(x), key_padding_mask, attn_mask, rel_bias, rotary))
+            x = x + self.drop(attn(self.ln1(x)))
             return x + self.drop(self.mlp(self.ln2(x)))
-        x = self.ln1(x + self.drop(self.attn(x, key_padding_mask, attn_mask, rel_bias, rotary)))
+        x = self.ln1(x + self.drop(attn(x)))
         return self.ln2(x + self.drop(self.mlp(x)))
 
 
@@ -108,6 +126,7 @@ class Encoder(nn.Module):
         )
         self.final_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
         self.gradient_checkpointing = cfg.gradient_checkpointing
+        self.unpad = True  # False: compute on padding too (the padded reference, for tests and benches)
 
     def check_length(self, n: int) -> None:
         if n > self.max_seq_len:
@@ -118,23 +137,39 @@ class Encoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``input_ids [B, N]``, ``attention_mask [B, N]`` (True/1 = token) -> hidden ``[B, N, D]``."""
-        n = input_ids.shape[1]
+        """``input_ids [B, N]``, ``attention_mask [B, N]`` (True/1 = token) -> hidden ``[B, N, D]``.
+
+        Hidden states at padded positions are zero (nothing is computed there).
+        """
+        b, n = input_ids.shape
         self.check_length(n)
         kpm = as_bool(attention_mask, "attention_mask")
+        attn_mask = as_bool(attn_mask, "attn_mask")
         if kpm is not None and bool(kpm.all()):
             kpm = None  # no padding in this batch: let kernels take their unmasked fast path
-        attn_mask = as_bool(attn_mask, "attn_mask")
-        x = self.tok(input_ids)  # (B, N, D)
+        if kpm is None or not self.unpad:  # the padded [B, N, D] path
+            return self.run(self.tok(input_ids), n, attn_mask, kpm=kpm)  # (B, N, D)
+        packing = Packing(kpm)
+        if attn_mask is not None:
+            attn_mask_4d(attn_mask, b, self.cfg.n_heads, n)  # validate the full shape before trimming
+            attn_mask = attn_mask[..., : packing.n, : packing.n]  # dropped columns are padding everywhere
+        ids = input_ids[:, : packing.n].reshape(-1).index_select(0, packing.index)  # (T,)
+        hidden = self.run(self.tok(ids), packing.n, attn_mask, packing=packing)  # (T, D)
+        return packing.unpack_full(hidden)  # (B, N, D)
+
+    def run(self, x: torch.Tensor, n: int, attn_mask: torch.Tensor | None, kpm: torch.Tensor | None = None,
+            packing: Packing | None = None) -> torch.Tensor:
+        """Token embeddings ``x [B, N, D]`` (padding mask ``kpm``) or ``[T, D]`` (``packing``) -> hidden, same shape."""
         mode = self.positional.mode
         if mode is PositionMode.ADDITIVE:
-            x = x + self.positional.embed(n, x.device).to(x.dtype)  # (N, D) broadcast
+            pos = self.positional.embed(n, x.device).to(x.dtype)  # (N, D)
+            x = x + (pos if packing is None else pos.index_select(0, packing.positions))  # (.., D) | (T, D)
         rel = self.positional.relative_bias(n) if mode is PositionMode.RELATIVE_BIAS else None
         rot = self.positional if mode is PositionMode.ROTARY else None
         x = self.drop(self.emb_ln(x))
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, kpm, attn_mask, rel, rot, use_reentrant=False)
+                x = checkpoint(block, x, kpm, attn_mask, rel, rot, packing, use_reentrant=False)
             else:
-                x = block(x, kpm, attn_mask, rel, rot)
+                x = block(x, kpm, attn_mask, rel, rot, packing)
         return self.final_ln(x)

@@ -72,13 +72,16 @@ class Window:
 
 
 def epoch_batches(n: int, lengths: list[int], global_batch: int, seed: int, epoch: int, bucketing: bool,
-                  rank: int, world: int) -> list[list[int]]:
+                  rank: int, world: int, accum: int = 1) -> list[list[int]]:
     """This rank's micro-batches of ``epoch``: global batches (a pure function of seed, epoch), each
-    split ``[rank::world]``; incomplete global batches are dropped so every rank takes equal steps."""
+    split ``[rank::world]``; incomplete global batches are dropped so every rank takes equal steps.
+    Length buckets are cut at the size of a whole optimizer step (``global_batch * accum``) and then
+    into its ``accum`` micro-batches, so accumulating gradients sees the examples of one big batch."""
     if bucketing:
-        sampler = LengthBucketSampler(lengths, global_batch, seed, drop_last=True)
+        sampler = LengthBucketSampler(lengths, global_batch * accum, seed, drop_last=True)
         sampler.set_epoch(epoch)
-        batches = sampler.batches()
+        batches = [step[i:i + global_batch] for step in sampler.batches()
+                   for i in range(0, len(step), global_batch)]
     else:
         order = np.random.default_rng([seed % 2**63, epoch, 11]).permutation(n)
         batches = [order[i:i + global_batch].tolist() for i in range(0, n - global_batch + 1, global_batch)]
@@ -196,7 +199,8 @@ class Trainer:
     def train_loader(self, epoch: int) -> DataLoader:
         ds = self.train_ds
         batches = epoch_batches(len(ds), ds.lengths, self.global_batch, self.cfg.seed, epoch,
-                                self.cfg.data.length_bucketing, self.dist.rank, self.dist.world)
+                                self.cfg.data.length_bucketing, self.dist.rank, self.dist.world,
+                                self.tc.grad_accum_steps)
         batches = batches[: self.steps_per_epoch * self.tc.grad_accum_steps]
         start = self.pos.batch if epoch == self.pos.epoch else 0
         self.task.set_epoch(epoch)

@@ -42,7 +42,7 @@ from .lock import ExperimentLock
 from .loop import Interrupted, Trainer, TrainingFailed
 from .memory_check import check_fits
 from .paths import require_experiment, resolve_data_path, resolve_root
-from .precision import Precision
+from .precision import Precision, check_fp16
 from .runfiles import RunFiles, atomic_write_bytes, atomic_write_text, read_status, write_json
 from .task import make_task
 from .wandb_log import WandbLogger
@@ -130,6 +130,7 @@ class Session:
 
     def _run(self, resume: bool, overwrite: bool) -> RunResult:
         self._remove_leftovers()
+        check_fp16(self.cfg.train.dtype, self.dist.device.type)  # before any file is written
         payload = self._resume_payload() if resume else self._fresh_start(overwrite)
         if payload is not None:
             self._check_resume_config(payload)
@@ -435,8 +436,6 @@ class Session:
         files = self.files
         step = payload["position"]["step"] if payload else 0
         epoch = payload["position"]["epoch"] if payload else 0
-        if precision.warning:
-            self.notes.append(("warning", precision.warning, {"event": "warning"}))
         if not self.dist.main:
             return
         files.status("running", step, epoch)
