@@ -166,10 +166,11 @@ class RunFiles:
         self.log.warning(msg)
 
     def notice(self, msg: str) -> None:
-        """Information the user should see now: logged, and printed on the console (stderr)."""
+        """Information the user should see now: logged, and printed on the console (stdout)."""
         self.log.info(msg)
         if self.enabled:
-            print(msg, file=sys.stderr, flush=True)
+            print(msg, flush=True)  # stdout: stderr is kept for the one error line
+
     def outcome(self, status: str, cause: str) -> None:
         """Record how the run ended in train.log only (the caller reports it: once on the console)."""
         level = logging.WARNING if status == "interrupted" else logging.ERROR
