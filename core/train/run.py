@@ -120,6 +120,7 @@ class Session:
             self.dist = Dist(self.cfg.train.device)
             reset_peak_memory(self.dist.device)  # peak_mem_MiB is this run's, whatever ran before in the process
             try:
+                check_fp16(self.cfg.train.dtype, self.dist.device.type)  # before any file (the lock too) is written
                 with ExperimentLock(self.exp, f"{self.kind}/{self.exp.name}") if self.dist.main else _no_lock():
                     return self._run(resume, overwrite)
             except Interrupted as exc:
@@ -130,7 +131,6 @@ class Session:
 
     def _run(self, resume: bool, overwrite: bool) -> RunResult:
         self._remove_leftovers()
-        check_fp16(self.cfg.train.dtype, self.dist.device.type)  # before any file is written
         payload = self._resume_payload() if resume else self._fresh_start(overwrite)
         if payload is not None:
             self._check_resume_config(payload)

@@ -284,7 +284,7 @@ def test_user_config_errors_are_one_line():
 
     with pytest.raises(effx.ConfigError, match="bucket_sise"):
         structure({"bucket_sise": 3}, ReformerConfig, root="model.attention")
-    with pytest.raises(effx.ConfigError, match="n_buckets must be 1 or an even number"):
+    with pytest.raises(effx.ConfigError, match="n_buckets: must be 1 or an even number"):
         structure({"n_buckets": 3}, ReformerConfig, root="model.attention")
     with pytest.raises(effx.ConfigError, match="model.attention.rotations"):
         structure({"rotations": "sometimes"}, BalancedConfig, root="model.attention")
