@@ -140,7 +140,7 @@ def performer_pytorch_output(q, k, v, projection):
 @pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
 def test_beats_uniform_attention_where_it_can(cls):
     """q, k ~ N(0, 0.5^2) at Dh = 64, N = 512: with 1024 features the estimator beats outputting
-    mean(v) for every query (docs/bench/performer-fidelity.md: 0.221 / 0.177 vs 0.230); at N(0, 1)
+    mean(v) for every query (docs/approx_error_performer.md: below uniform at 1024 features); at N(0, 1)
     no feature count up to 1024 does (README), and eps no longer hides that behind uniform output."""
     q, k, v = qkv(1, 4, 512, 64, scale=0.5, seed=0)
     ref = exact_attention(q, k, v)
