@@ -11,12 +11,10 @@ import yaml
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train_helpers import ft_sets, make_data, set_env  # noqa: E402
+from test_train_helpers import SCRATCH_ARCH, ft_sets, make_data, set_env  # noqa: E402
 
 from effx_cli.main import cli  # noqa: E402
 
-ARCH = {"model.vocab_size": 400, "tokenizer.vocab_size": 400, "model.d_model": 32, "model.n_layers": 1,
-        "model.n_heads": 2, "model.d_ff": 64, "model.max_seq_len": 64}
 
 
 @pytest.fixture()
@@ -53,7 +51,7 @@ def test_finetune_set_of_an_inherited_key_names_the_users_set(env):
 
 def test_no_pretrain_config_has_the_architecture(env):
     root, data = env
-    result = invoke("init", "-exp", "s", "--finetune", "--no-pretrain", *sets(ft_sets(data)), *sets(ARCH))
+    result = invoke("init", "-exp", "s", "--finetune", "--no-pretrain", *sets(ft_sets(data)), *sets(SCRATCH_ARCH))
     assert result.exit_code == 0, result.output
     assert "-pretrain" not in result.output
     cfg = yaml.safe_load((root / "finetune" / "s" / "config.yaml").read_text())
@@ -66,7 +64,7 @@ def test_no_pretrain_config_has_the_architecture(env):
 
 def test_finetune_without_pretraining_trains_and_says_so(env):
     root, data = env
-    over = {"train.max_steps": 3, **ARCH}
+    over = {"train.max_steps": 3, **SCRATCH_ARCH}
     assert invoke("init", "-exp", "s", "--finetune", "--no-pretrain", *sets(ft_sets(data, **over))).exit_code == 0
     result = invoke("finetune", "-exp", "s")
     assert result.exit_code == 0, result.output

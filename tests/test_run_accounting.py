@@ -12,13 +12,11 @@ import yaml
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train_helpers import ft_sets, make_data, rows, set_env, tiny_sets  # noqa: E402
+from test_train_helpers import SCRATCH_ARCH, ft_sets, make_data, rows, set_env, tiny_sets  # noqa: E402
 
 from effx.train import experiment_dir, init_experiment, run_finetune, run_pretrain  # noqa: E402
 from effx_cli.main import cli  # noqa: E402
 
-ARCH = {"model.vocab_size": 400, "tokenizer.vocab_size": 400, "model.d_model": 32, "model.n_layers": 1,
-        "model.n_heads": 2, "model.d_ff": 64, "model.max_seq_len": 64}
 
 
 @pytest.fixture()
@@ -83,7 +81,7 @@ def test_wall_time_accumulates_over_resume(env):
 def test_eval_of_an_unfinished_run_says_so(env, monkeypatch):
     root, data = env
     init_experiment("ft", root=root, finetune=True, pretrained=False,
-                    sets=ft_sets(data, **{"train.max_steps": 2, **ARCH}))
+                    sets=ft_sets(data, **{"train.max_steps": 2, **SCRATCH_ARCH}))
     run_finetune("ft", None, root=root)
     exp = experiment_dir("finetune", "ft", root)
     monkeypatch.setenv("EFFX_ROOT", str(root))

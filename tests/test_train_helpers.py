@@ -97,3 +97,8 @@ def sub_env(root: Path) -> dict:
 
 def run_effx(root: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run(effx_cmd(*args), env=sub_env(root), capture_output=True, text=True, timeout=timeout)
+
+
+# a complete small architecture for finetunes without pretraining
+SCRATCH_ARCH = {"model.vocab_size": 400, "tokenizer.vocab_size": 400, "model.d_model": 32, "model.n_layers": 1,
+                "model.n_heads": 2, "model.d_ff": 64, "model.max_seq_len": 64}

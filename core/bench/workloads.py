@@ -156,6 +156,10 @@ class StepWorkload:
             attention=AttentionSpec(spec["type"], dict(spec["config"])),
         )
         self.model = effx.build_model(cfg, {"type": "classification", "num_classes": 2}).to(spec["device"])
+        self._optimizer_and_batch(spec)
+
+    def _optimizer_and_batch(self, spec: dict) -> None:
+        """AdamW over ``self.model`` and one fixed random batch (token ids 5..7999, 2 classes)."""
         self.opt = adamw(self.model)
         gen = torch.Generator().manual_seed(0)
         b, n = spec["batch"], spec["n"]
@@ -192,12 +196,7 @@ class HFStepWorkload(StepWorkload):
                          attention_probs_dropout_prob=0.0, num_labels=2, attn_implementation="sdpa")
         hf = BertForSequenceClassification(cfg).to(spec["device"])
         self.model = _Logits(hf)
-        self.opt = adamw(self.model)
-        gen = torch.Generator().manual_seed(0)
-        b, n = spec["batch"], spec["n"]
-        self.ids = torch.randint(5, 8000, (b, n), generator=gen).to(spec["device"])  # (B, N)
-        self.labels = torch.randint(0, 2, (b,), generator=gen).to(spec["device"])  # (B,)
-        self.micro = max(1, spec.get("micro_batches", 1))
+        self._optimizer_and_batch(spec)
 
 
 class _Logits(torch.nn.Module):

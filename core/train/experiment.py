@@ -283,14 +283,18 @@ def resolve_finetune(ft_raw: Any, pre_dict: dict, where: str, pre_name: str, reg
     for key in FINETUNE_SECTIONS:
         if key in ft_raw and key != "head":
             merged[key] = deep_merge(pre_dict.get(key), ft_raw[key])
-    head = ft_raw.get("head") or {}
-    if not isinstance(head, dict):
-        raise ConfigError(f"{where}: head must be a mapping (type, num_classes, pooling, dropout)")
-    merged["head"] = {"type": "classification", **head}
+    merged["head"] = classification_head(ft_raw, where)
     cfg = structure(merged, ExperimentConfig, registry)
     check_consistency(cfg, "finetune", registry)
     return cfg
 
+
+def classification_head(raw: dict, where: str) -> dict:
+    """The finetune config's ``head`` section with ``type: classification`` as its default."""
+    head = raw.get("head") or {}
+    if not isinstance(head, dict):
+        raise ConfigError(f"{where}: head must be a mapping (type, num_classes, pooling, dropout)")
+    return {"type": "classification", **head}
 
 
 def resolve_scratch(ft_raw: Any, where: str, name: str, registry) -> ExperimentConfig:
@@ -301,10 +305,7 @@ def resolve_scratch(ft_raw: Any, where: str, name: str, registry) -> ExperimentC
                           f"--no-pretrain --force` to train from scratch")
     check_finetune_keys(ft_raw, where, scratch=True)
     raw = copy.deepcopy(ft_raw)
-    head = raw.get("head") or {}
-    if not isinstance(head, dict):
-        raise ConfigError(f"{where}: head must be a mapping (type, num_classes, pooling, dropout)")
-    raw["head"] = {"type": "classification", **head}
+    raw["head"] = classification_head(raw, where)
     cfg = structure(raw, ExperimentConfig, registry)
     check_consistency(cfg, "scratch", registry)
     return cfg
