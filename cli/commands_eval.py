@@ -119,7 +119,7 @@ def sweep_cmd(spec, jobs, job, list_jobs, retry_failed, root):
     planned = plan(parsed)
     if list_jobs:
         for j in planned:
-            click.echo(f"{j.name}: " + " ".join(f.name for f in j.finetunes)
+            click.echo(f"{j.name}{'' if j.pretrained else ' (no pretraining)'}: " + " ".join(f.name for f in j.finetunes)
                        + (" | baselines: " + " ".join(b for b, _ in j.baselines) if j.baselines else ""))
         return
     if job is not None:

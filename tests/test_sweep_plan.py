@@ -97,3 +97,25 @@ def test_sweep_progress_lines_count_jobs_and_estimate_the_rest():
     p.finish("c", 0, "logs/c.log")
     p.finish("d", 0, "logs/d.log")
     assert lines[-1] == "[4/4 done] finished d in 20s; all done, 1 failed"
+
+
+def test_zero_pretraining_steps_means_a_finetune_from_scratch_with_its_own_architecture():
+    spec = SweepSpec(name="q", fixed={"model.d_model": 64, "tokenizer.vocab_size": 500, "mlm.mask_prob": 0.2,
+                                      "head.pooling": "mean"},
+                     grid={"pretrain.train.max_steps": [0, 300]})
+    scratch, pretrained = plan(spec)
+    assert (scratch.name, scratch.pretrained) == ("q-scratch-0", False)
+    assert (pretrained.name, pretrained.pretrained) == ("q-pre-300", True)
+    assert [f.pretrained for f in scratch.finetunes] == [False]
+    assert [f.pretrained for f in pretrained.finetunes] == [True]
+    # without pretraining the finetune carries the architecture and tokenizer, never MLM or pretrain.* keys
+    assert set(scratch.finetunes[0].sets) == {"model.d_model=64", "tokenizer.vocab_size=500", 'head.pooling="mean"'}
+    assert set(pretrained.finetunes[0].sets) == {'head.pooling="mean"'}
+
+
+def test_list_marks_jobs_without_pretraining(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: q\nbaseline: false\ngrid:\n  pretrain.train.max_steps: [0, 10]\n")
+    res = CliRunner().invoke(cli, ["sweep", str(spec), "--list"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == ["q-scratch-0 (no pretraining): q-0", "q-pre-10: q-10"]

@@ -19,6 +19,11 @@ Keys go to the pretraining config, the finetune config or both: ``model.*``, ``t
 ``mlm.*`` -> pretraining; ``head.*`` -> finetune; ``seed``, ``data.*``, ``train.*``,
 ``checkpoint.*``, ``logging.*`` -> both; a ``pretrain.`` or ``finetune.`` prefix sends a key to one only.
 
+A combination with ``pretrain.train.max_steps: 0`` has no pretraining: its finetunes train the
+architecture (``model.*``, ``tokenizer.*``) from a fresh initialisation (``effx init --finetune
+--no-pretrain``), so one sweep answers "how much does pretraining pay off", e.g.
+``grid: {pretrain.train.max_steps: [0, 1000, 3000]}``.
+
 A *job* is one pretraining plus the finetunes (and their evaluations and baselines) that use it; jobs
 run K at a time, each in its own process (``effx sweep SPEC --job NAME``) and folders. Inside a job,
 every training, evaluation and baseline runs in a fresh interpreter of its own, so each records its
@@ -69,6 +74,7 @@ class Finetune:
     name: str
     sets: tuple[str, ...]  # key=value for `effx init --finetune`
     seed: int
+    pretrained: bool = True  # False: trained from a fresh initialisation (no pretraining)
 
 
 @attrs.frozen
@@ -79,6 +85,7 @@ class Job:
     sets: tuple[str, ...]
     finetunes: tuple[Finetune, ...]
     baselines: tuple[tuple[str, str], ...] = ()  # (baseline name, finetune it is -like)
+    pretrained: bool = True  # False: no pretraining; the finetunes start from scratch
 
 
 def route(key: str) -> tuple[str, ...]:
@@ -139,6 +146,19 @@ def _baseline_key(combo: dict[str, Any]) -> str:
     return json.dumps(keep, sort_keys=True, default=str)
 
 
+def _scratch(combo: dict[str, Any]) -> bool:
+    """A pretraining budget of 0 steps means no pretraining."""
+    return combo.get("pretrain.train.max_steps") == 0
+
+
+def _finetune_sets(combo: dict[str, Any]) -> tuple[str, ...]:
+    """The finetune's settings; without pretraining the architecture and tokenizer are its own."""
+    scratch = _scratch(combo)
+    keep = [k for k in combo if "finetune" in route(k)
+            or (scratch and not k.startswith("pretrain.") and _strip(k).startswith(("model.", "tokenizer.")))]
+    return tuple(_setting(k, combo[k]) for k in keep)
+
+
 def plan(spec: SweepSpec) -> list[Job]:
     """Expand the spec into jobs (one per distinct pretraining), names derived from the varying values."""
     combos = combinations(spec)
@@ -150,20 +170,20 @@ def plan(spec: SweepSpec) -> list[Job]:
     jobs: dict[str, dict] = {}
     baselines: dict[str, tuple[str, str]] = {}
     for combo in combos:
-        pre = _name(f"{spec.name}-pre", combo, pre_keys)
+        pre = _name(f"{spec.name}-{'scratch' if _scratch(combo) else 'pre'}", combo, pre_keys)
         ft = _name(spec.name, combo, varying)
         job = jobs.setdefault(pre, {"sets": tuple(_setting(k, v) for k, v in combo.items() if "pretrain" in route(k)),
-                                    "finetunes": [], "baselines": []})
+                                    "finetunes": [], "baselines": [], "pretrained": not _scratch(combo)})
         if any(f.name == ft for f in job["finetunes"]):
             raise ConfigError(f"sweep '{spec.name}': two combinations are both named {ft}; make the values distinct")
-        fsets = tuple(_setting(k, v) for k, v in combo.items() if "finetune" in route(k))
-        job["finetunes"].append(Finetune(ft, fsets, int(combo.get("seed", combo.get("finetune.seed", 0)))))
+        seed = int(combo.get("seed", combo.get("finetune.seed", 0)))
+        job["finetunes"].append(Finetune(ft, _finetune_sets(combo), seed, not _scratch(combo)))
         data_key = _baseline_key(combo)
         if spec.baseline and data_key not in baselines:
             suffix = hashlib.sha1(data_key.encode()).hexdigest()[:6]
             baselines[data_key] = (f"{spec.name}-tfidf-{suffix}", ft)
             job["baselines"].append(baselines[data_key])
-    return [Job(n, j["sets"], tuple(j["finetunes"]), tuple(j["baselines"])) for n, j in jobs.items()]
+    return [Job(n, j["sets"], tuple(j["finetunes"]), tuple(j["baselines"]), j["pretrained"]) for n, j in jobs.items()]
 
 
 def load_spec(path: str | Path) -> tuple[SweepSpec, Path]:
@@ -204,7 +224,8 @@ def _fingerprint(template: str | None, sets: tuple[str, ...]) -> str:
     return hashlib.sha1(json.dumps([text, list(sets)]).encode()).hexdigest()
 
 
-def ensure_config(kind: str, name: str, template: str | None, sets: tuple[str, ...], root: Path) -> Path:
+def ensure_config(kind: str, name: str, template: str | None, sets: tuple[str, ...], root: Path,
+                  pretrained: bool = True) -> Path:
     """Create the experiment's config.yaml once; refuse if the spec changed since (sweep.json fingerprint)."""
     from ..train import experiment_dir, init_experiment
 
@@ -217,7 +238,7 @@ def ensure_config(kind: str, name: str, template: str | None, sets: tuple[str, .
             raise EffxError(f"{kind}/{name} exists with other settings than this sweep spec; delete {exp} "
                             f"or rename the sweep")
         return exp
-    init_experiment(name, root=root, template=template, sets=sets, finetune=(kind == "finetune"))
+    init_experiment(name, root=root, template=template, sets=sets, finetune=(kind == "finetune"), pretrained=pretrained)
     write_json(mark, {"fingerprint": fp, "sets": list(sets), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")})
     return exp
 
@@ -297,20 +318,28 @@ def _baseline(name: str, like: str, root: Path, retry_failed: bool, log) -> bool
         return False
 
 
+def _pretrain(job: Job, template: str | None, root: Path, retry_failed: bool, log) -> bool:
+    from ..train import run_pretrain
+
+    pre = ensure_config("pretrain", job.name, template, job.sets, root)
+    return _train("pretrain", pre, lambda **kw: fresh_process(run_pretrain, job.name, root=root, **kw), retry_failed, log)
+
+
 def run_job(spec: SweepSpec, spec_dir: Path, job: Job, root: Path, retry_failed: bool = False, log=print) -> bool:
     """Pretrain (or continue), then each finetune, its evaluations and its baseline, each in a fresh
     process. True if all succeeded."""
-    from ..train import run_finetune, run_pretrain
+    from ..train import run_finetune
 
     pre_t, ft_t = _template(spec.pretrain_template, spec_dir), _template(spec.finetune_template, spec_dir)
-    pre = ensure_config("pretrain", job.name, pre_t, job.sets, root)
-    ok = _train("pretrain", pre, lambda **kw: fresh_process(run_pretrain, job.name, root=root, **kw), retry_failed, log)
-    if not ok:
+    if job.pretrained and not _pretrain(job, pre_t, root, retry_failed, log):
         log(f"job {job.name}: pretraining not finished, its {len(job.finetunes)} finetune(s) wait")
         return False
+    ok = True
     for ft in job.finetunes:
-        exp = ensure_config("finetune", ft.name, ft_t, ft.sets, root)
-        run = lambda ft=ft, **kw: fresh_process(run_finetune, ft.name, job.name, "best", root=root, **kw)  # noqa: E731
+        exp = ensure_config("finetune", ft.name, ft_t, ft.sets, root, pretrained=ft.pretrained)
+        source = job.name if ft.pretrained else None
+        run = lambda ft=ft, source=source, **kw: fresh_process(  # noqa: E731
+            run_finetune, ft.name, source, "best", root=root, **kw)
         done = _train("finetune", exp, run, retry_failed, log)
         ok = done and _evaluate(ft, spec.eval_splits, root, log) and ok
     for name, like in job.baselines:
