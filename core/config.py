@@ -121,6 +121,11 @@ class DataConfig:
 
 @attrs.frozen
 class TokenizerConfig:
+    """``kind``: ``wordpiece`` (trained on the training text, up to ``vocab_size`` entries) or ``byte``
+    (every UTF-8 byte one token: a fixed vocabulary of the special tokens + 256 bytes, nothing to train,
+    no unknown tokens; the form of long-input benchmarks such as the Long Range Arena text task)."""
+
+    kind: Literal["wordpiece", "byte"] = "wordpiece"
     vocab_size: int = attrs.field(default=8000, validator=at_least(1))
     min_frequency: int = attrs.field(default=2, validator=at_least(1))
     lowercase: bool = True

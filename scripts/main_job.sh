@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # effx main job: init -> pretrain (MLM) -> finetune (classification) -> eval on the shipped real
-# AG News sample (data/sample/, 2,000 train / 500 validation / 500 test rows).
-# Runs in a few minutes on 2 CPU cores; prints the metrics and where every artefact is.
+# AG News sample (data/sample/, 2,000 train / 500 validation / 500 test rows), then the product's
+# own answer: effx against TF-IDF+LR (`effx baseline`) on the same split (`effx eval -compare`).
+# Runs in a few minutes on 2 CPU cores; prints the metrics, the comparison and where every artefact is.
 #
 #   bash scripts/main_job.sh            # experiments under runs/main_job (or $EFFX_ROOT)
 #
@@ -19,7 +20,7 @@ START=$(date +%s)
 
 step() { printf '\n=== %s (%ss elapsed) ===\n' "$1" "$(( $(date +%s) - START ))"; }
 
-step "1/4 effx init: pretrain/$PRE and finetune/$FT under $ROOT"
+step "1/5 effx init: pretrain/$PRE and finetune/$FT under $ROOT"
 effx init -exp "$PRE" --root "$ROOT" --force \
   --set data.train="$SAMPLE/agnews_train.csv" --set data.validation="$SAMPLE/agnews_validation.csv" \
   --set data.test="$SAMPLE/agnews_test.csv" \
@@ -34,19 +35,18 @@ effx init -exp "$FT" --finetune --root "$ROOT" --force \
   --set train.epochs=6 --set train.batch_size=32 --set train.optimizer.lr=0.003 --set head.pooling=mean \
   --set logging.progress_bar=false
 
-step "2/4 effx pretrain -exp $PRE (masked-language modelling)"
+step "2/5 effx pretrain -exp $PRE (masked-language modelling)"
 effx pretrain -exp "$PRE" --root "$ROOT" --overwrite
 
-step "3/4 effx finetune -exp $FT -pretrain $PRE -ckpt best"
+step "3/5 effx finetune -exp $FT -pretrain $PRE -ckpt best"
 effx finetune -exp "$FT" -pretrain "$PRE" -ckpt best --root "$ROOT" --overwrite
 
-step "4/4 evaluation"
-if effx eval --help >/dev/null 2>&1; then
-  effx eval -exp "$FT" --root "$ROOT"
-else
-  echo "effx eval is not installed; validation metrics of the finetune run:"
-  tail -n 1 "$ROOT/finetune/$FT/metrics.csv"
-fi
+step "4/5 effx eval -exp $FT (test split)"
+effx eval -exp "$FT" --root "$ROOT"
+
+step "5/5 effx baseline -like $FT, then effx eval -compare (effx vs TF-IDF+LR, same split)"
+effx baseline -exp "${FT}_tfidf" -like "$FT" --root "$ROOT"
+effx eval -compare "$ROOT" --split test --out "$ROOT/report" --root "$ROOT"
 
 step "done"
 echo "pretraining:  $ROOT/pretrain/$PRE   (config.yaml, metrics.csv, events.jsonl, ckpt_best.pt, logs/train.log)"
@@ -59,4 +59,5 @@ for r in csv.DictReader(open(sys.argv[1])):
         print(f"  step {r['step']:>4} epoch {r['epoch']}: loss {float(r['loss']):.4f} accuracy {float(r['accuracy']):.4f} "
               f"macro_F1 {float(r['macro_F1']):.4f} AUROC {float(r['AUROC']):.4f} time/epoch {r['time_per_epoch_s']}s")
 PY
+echo "comparison:   $ROOT/report/report.html   (comparison.md, results.csv; effx vs TF-IDF+LR on the test split)"
 echo "total time: $(( $(date +%s) - START ))s"

@@ -56,7 +56,7 @@ def test_no_pretrain_config_has_the_architecture(env):
     assert "-pretrain" not in result.output
     cfg = yaml.safe_load((root / "finetune" / "s" / "config.yaml").read_text())
     assert list(cfg) == ["seed", "head", "data", "train", "checkpoint", "logging", "model", "tokenizer"]
-    assert cfg["model"]["d_model"] == 32 and cfg["model"]["positional"]["type"] == "sin"
+    assert cfg["model"]["d_model"] == 32 and cfg["model"]["positional"]["type"] == "relative"  # the template default
     one_line_error(invoke("init", "-exp", "t", "--no-pretrain"), "--no-pretrain", "--finetune")
     one_line_error(invoke("init", "-exp", "t", "--finetune", "--no-pretrain", "--set", "tokenizer.vocab_size=900",
                           "--set", "model.vocab_size=500"), "tokenizer.vocab_size (900) exceeds model.vocab_size")

@@ -120,3 +120,33 @@ def test_foreign_tokenizer_with_other_special_ids_is_refused(tmp_path):
 def test_vocab_size_too_small_is_config_error(texts):
     with pytest.raises(EffxError, match="tokenizer.vocab_size must be larger"):
         train_tokenizer(texts, TokenizerConfig(vocab_size=5))
+
+
+# ----------------------------------------------------------------------------- byte level
+def test_byte_tokenizer_is_one_token_per_utf8_byte_and_lossless(tmp_path):
+    tok = train_tokenizer([], TokenizerConfig(kind="byte", lowercase=False))
+    text = "Héllo  wörld — 42 €\n\ttabs"
+    ids = encode(tok, [text], max_length=4096)[0]
+    assert ids[0] == SPECIAL["cls"] and ids[-1] == SPECIAL["sep"]
+    assert len(ids) == len(text.encode("utf-8")) + 2  # one id per byte, multi-byte characters included
+    assert tok.get_vocab_size() == 5 + 256 and SPECIAL["unk"] not in ids
+    assert tok.decode(ids) == text  # nothing lost: spacing, case, non-ASCII
+    # the same bytes always get the same ids, and distinct bytes distinct ids
+    assert encode(tok, ["aa"], 16)[0][1] == encode(tok, ["a"], 16)[0][1] != encode(tok, ["b"], 16)[0][1]
+    again = tokenizer_from_str(tokenizer_to_str(tok))
+    assert encode(again, [text], 4096) == [ids]
+    assert encode(tok, [text], max_length=10)[0][-1] == SPECIAL["sep"] and len(encode(tok, [text], 10)[0]) == 10
+
+
+def test_byte_tokenizer_lowercases_when_asked():
+    low = train_tokenizer([], TokenizerConfig(kind="byte", lowercase=True))
+    assert encode(low, ["ABC"], 16) == encode(low, ["abc"], 16)
+
+
+def test_byte_kind_needs_room_in_the_model_vocabulary(tmp_path):
+    from effx.errors import ConfigError
+    from effx.train import init_experiment
+
+    with pytest.raises(ConfigError, match="model.vocab_size=261"):
+        init_experiment("b", root=tmp_path, sets=["tokenizer.kind=byte", "model.vocab_size=200"])
+    init_experiment("b", root=tmp_path, sets=["tokenizer.kind=byte", "model.vocab_size=261"], force=True)

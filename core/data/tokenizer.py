@@ -1,5 +1,6 @@
 """WordPiece tokenizer (Schuster & Nakajima 2012; as used by BERT, Devlin et al. 2019), trained with the
-HF ``tokenizers`` library on the training text.
+HF ``tokenizers`` library on the training text, or a byte-level one (``tokenizer.kind: byte``: each
+UTF-8 byte is a token, as in the Long Range Arena text task, Tay et al. 2021).
 
 The five special tokens have FIXED ids, whatever the corpus: ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4``
 (the collators and the MLM masking rely on them). Every encoded sequence is ``[CLS] ... [SEP]``, truncated
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from ..atomic import write_text
 from ..config import TokenizerConfig
@@ -22,7 +23,10 @@ NUM_SPECIAL = len(SPECIAL_TOKENS)
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
-    """Train a WordPiece vocabulary of at most ``cfg.vocab_size`` entries (special tokens included)."""
+    """Train a WordPiece vocabulary of at most ``cfg.vocab_size`` entries (special tokens included), or
+    build the fixed byte-level tokenizer (``cfg.kind == "byte"``; ``texts`` are not needed)."""
+    if cfg.kind == "byte":
+        return byte_tokenizer(cfg)
     if cfg.vocab_size <= NUM_SPECIAL:
         raise ConfigError(f"tokenizer.vocab_size must be larger than the {NUM_SPECIAL} special tokens, "
                           f"got {cfg.vocab_size}")
@@ -40,6 +44,29 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
         special_tokens=[("[CLS]", SPECIAL["cls"]), ("[SEP]", SPECIAL["sep"])],
     )
     check_special_ids(tok, "the trained tokenizer")
+    return tok
+
+
+BYTE_VOCAB_SIZE = NUM_SPECIAL + 256
+
+
+def byte_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
+    """Special tokens at their fixed ids, then the 256 bytes (in the GPT-2 byte-to-character alphabet
+    of the ``ByteLevel`` pre-tokenizer, one character per byte), one token per byte; lossless."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # 256 characters, one per byte value
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIAL_TOKENS + alphabet)}, unk_token="[UNK]"))
+    if cfg.lowercase:
+        tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),  # bytes -> alphabet characters
+        pre_tokenizers.Split(Regex("."), behavior="isolated")])  # one token per character = per byte
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIAL_TOKENS)  # already in the vocabulary: keeps their ids, marks them special
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", SPECIAL["cls"]), ("[SEP]", SPECIAL["sep"])],
+    )
+    check_special_ids(tok, "the byte-level tokenizer")
     return tok
 
 

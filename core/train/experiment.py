@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import yaml
 
 from ..config import ExperimentConfig, dump_yaml, load_yaml, parse_yaml, structure, to_dict
+from ..data.tokenizer import BYTE_VOCAB_SIZE
 from ..errors import ConfigError
 from .paths import experiment_dir
 from .runfiles import atomic_write_text, now_iso
@@ -222,7 +223,11 @@ def check_consistency(cfg: ExperimentConfig, kind: str, registry) -> None:
     if cfg.data.max_length > cfg.model.max_seq_len:
         raise ConfigError(f"data.max_length ({cfg.data.max_length}) exceeds model.max_seq_len "
                           f"({cfg.model.max_seq_len}); lower data.max_length or raise model.max_seq_len")
-    if kind in ("pretrain", "scratch") and cfg.tokenizer.vocab_size > cfg.model.vocab_size:
+    if kind in ("pretrain", "scratch") and cfg.tokenizer.kind == "byte" and cfg.model.vocab_size < BYTE_VOCAB_SIZE:
+        raise ConfigError(f"tokenizer.kind byte needs model.vocab_size >= {BYTE_VOCAB_SIZE} (5 special tokens + 256 "
+                          f"bytes), got {cfg.model.vocab_size}; set model.vocab_size={BYTE_VOCAB_SIZE}")
+    if kind in ("pretrain", "scratch") and cfg.tokenizer.kind == "wordpiece" \
+            and cfg.tokenizer.vocab_size > cfg.model.vocab_size:
         raise ConfigError(f"tokenizer.vocab_size ({cfg.tokenizer.vocab_size}) exceeds model.vocab_size "
                           f"({cfg.model.vocab_size}); set both to the same value")
     if cfg.train.batch_size < 1 or cfg.train.grad_accum_steps < 1 or cfg.train.epochs < 1:
