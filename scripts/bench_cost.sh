@@ -42,7 +42,7 @@ if [ "$QUICK" = 1 ]; then
   HF_REPS=1; INF_AG=(--texts 64 --batch 32); INF_IM=(--texts 16 --batch 8)
   L16=(--seq-lens 1024 --reps 1 --min-time-s 0)
 else
-  TOK=(--texts 3000 --n-batches ${TOK_BATCHES:-5} --repeats ${TOK_REPEATS:-3}); AG_B=32; IM_B=8
+  TOK=(--texts 3000 --n-batches ${TOK_BATCHES:-4} --repeats ${TOK_REPEATS:-3}); AG_B=32; IM_B=8
   FT_STEPS=${FT_STEPS:-300}; FT_EVAL=25; FT_TRAIN=8000; FT_EVALN=1000
   FT_MODEL=(--set model.d_model=128 --set model.n_heads=4 --set model.d_ff=512 --set model.n_layers=2)
   HF_REPS=5; INF_AG=(--texts 2000 --batch 64); INF_IM=(--texts 400 --batch 64)
@@ -53,9 +53,11 @@ fi
 #      1-thread figures of docs/bench/tokens-agnews, hf-peer-ab.md and cpu-layer; +-50 %)
 est() { part "$1" && echo "$2" || echo 0; }
 if [ "$QUICK" = 1 ]; then total=$((2 * 60)); else
-  nb=${TOK_BATCHES:-5}; rp=${TOK_REPEATS:-3}
-  total=$(( $(est tokens $(( (nb * rp + 2) * 24 + 30 ))) + $(est finetune $(( FT_STEPS * 2 * 3 / 10 + 60 ))) \
-          + $(est hfstep 80) + $(est infer 100) + $(est layer16k 110) ))
+  nb=${TOK_BATCHES:-4}; rp=${TOK_REPEATS:-3}
+  # tokens: ~27 s per step of all 5 modes x 3 types x both data sets (2 warm-up steps); finetune: ~0.25 s
+  # per step and ~30 s of set-up per dtype; hfstep: 6 runs of 4 cells; layer16k: 4 rows, 5 runs each
+  total=$(( $(est tokens $(( (nb * rp + 2) * 27 + 20 ))) + $(est finetune $(( FT_STEPS / 2 + 60 ))) \
+          + $(est hfstep 60) + $(est infer 100) + $(est layer16k 110) ))
 fi
 echo "bench_cost: parts [${PARTS# }], threads $THREADS, QUICK=$QUICK -> about $((total / 60)) min $((total % 60)) s (estimate)"
 

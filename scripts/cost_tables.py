@@ -1,6 +1,7 @@
 """Print the cost tables of docs/BENCHMARKS.md from the files `scripts/bench_cost.sh` wrote.
 
     python scripts/cost_tables.py docs/bench/cost [--plot] [--reference docs/bench/cpu-layer] > /tmp/cost.md
+    python scripts/cost_tables.py docs/bench/cost --plot --into docs/BENCHMARKS.md   # fills the marked section
 
 Tables (each captioned with the command that produced it and the recorded uptime / CPU / affinity):
 real-token throughput (AG News, IMDb), bf16 vs fp32 finetune (``--plot`` also draws the validation
@@ -279,14 +280,33 @@ def render(root: Path, reference: Path, plot: bool = False) -> str:
     return "\n\n".join([head] + sections) + "\n"
 
 
+BEGIN, END = "<!-- cost-tables:begin -->", "<!-- cost-tables:end -->"
+
+
+def fill(doc: Path, tables: str) -> None:
+    """Replace what lies between the two markers of ``doc`` with ``tables`` (all else unchanged)."""
+    text = doc.read_text(encoding="utf-8")
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise SystemExit(f"cost_tables: {doc} needs one '{BEGIN}' line followed by one '{END}' line")
+    head, rest = text.split(BEGIN)
+    tmp = doc.with_suffix(doc.suffix + ".tmp")
+    tmp.write_text(head + BEGIN + "\n" + tables + END + rest.split(END, 1)[1], encoding="utf-8")
+    tmp.replace(doc)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path, nargs="?", default=Path("docs/bench/cost"))
     ap.add_argument("--reference", type=Path, default=Path("docs/bench/cpu-layer"),
                     help="layer run whose peer speed-ups the 16k rerun is compared with")
     ap.add_argument("--plot", action="store_true", help="also draw finetune-bf16/curve.png")
+    ap.add_argument("--into", type=Path, help="also write the tables between the cost-tables markers of this file "
+                                              "(docs/BENCHMARKS.md)")
     args = ap.parse_args()
-    print(render(args.root, args.reference, args.plot), end="")
+    tables = render(args.root, args.reference, args.plot)
+    if args.into:
+        fill(args.into, tables)
+    print(tables, end="")
 
 
 if __name__ == "__main__":

@@ -139,3 +139,14 @@ def test_finetune_curves_and_plot(ct, tmp_path):
 def test_missing_parts_say_so(ct, tmp_path):
     out = ct.render(tmp_path, tmp_path / "ref")
     assert out.count("(not measured:") == 7 and "IMDb test" not in out
+
+
+def test_fill_replaces_only_the_marked_section(ct, tmp_path):
+    doc = tmp_path / "B.md"
+    doc.write_text(f"# top\n\n{ct.BEGIN}\nold placeholder\n{ct.END}\n\n## after\n")
+    ct.fill(doc, "new tables\n")
+    assert doc.read_text() == f"# top\n\n{ct.BEGIN}\nnew tables\n{ct.END}\n\n## after\n"
+    doc.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="needs one"):
+        ct.fill(doc, "x\n")
+    assert doc.read_text() == "no markers\n"
