@@ -13,6 +13,8 @@
 # Environment: PEER_SITE  folder with transformers / performer-pytorch / reformer-pytorch (prepended to
 #                         PYTHONPATH for the peer rows only; a peer that does not import is skipped with one line)
 #              THREADS    torch threads (default 1: one dedicated core, `taskset -c 0`)
+#              L16_THREADS  threads of the layer16k part (default THREADS; docs/bench/cpu-layer, the reference
+#                         of its peer ratios, ran with 2 - give 2 and `taskset -c 0,1` to compare like with like)
 #              PARTS      subset of "tokens finetune hfstep infer layer16k" (default all)
 #              QUICK=1    smoke run at tiny sizes (a minute or two; figures meaningless)
 set -euo pipefail
@@ -69,10 +71,17 @@ stamp() {  # stamp DIR start|end: date, uptime, CPU and affinity beside the part
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo -dirty)"
   } >> "$1/uptime.txt"
 }
+FAILS=0
+guard() {  # guard DIR CMD...: a failing part is recorded and the run goes on with the next part
+  local dir=$1 rc=0; shift
+  "$@" || rc=$?
+  if [ $rc -ne 0 ]; then echo "failed: exit $rc" >> "$dir/uptime.txt"; FAILS=$((FAILS + 1))
+    echo "bench_cost: FAILED ($dir, exit $rc); going on with the next part" >&2; fi
+}
 run() {  # run DIR CMD...: record the command, stamp, run
   local dir=$1; shift; mkdir -p "$dir"; : > "$dir/uptime.txt"
   printf '%q ' "$@" | sed "s#$ROOT/##g; s#^peer_py #PYTHONPATH=\$PEER_SITE #; s# \$##" > "$dir/command.txt"; echo >> "$dir/command.txt"
-  stamp "$dir" start; echo "+ $(cat "$dir/command.txt")"; "$@"; stamp "$dir" end
+  stamp "$dir" start; echo "+ $(cat "$dir/command.txt")"; guard "$dir" "$@"; stamp "$dir" end
 }
 { echo "# bench_cost started $(date -u +%FT%TZ) on $(hostname), QUICK=$QUICK"; uptime; echo "# busiest processes:"
   ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } > "$OUT/load_start.txt"
@@ -86,21 +95,23 @@ part tokens && {
 }
 
 # (ii) bf16 vs fp32, same seed: a short from-scratch AG News finetune through the product's CLI
+finetune_one() {  # finetune_one DIR DTYPE
+  local FT=$1 dt=$2 args t0
+  args=(effx init -exp "ft-$dt" --finetune --no-pretrain --root "$FT" --force "${FT_MODEL[@]}"
+        --set seed=0 --set data.train="$DATA/agnews/train_subset.parquet" --set data.max_length=128
+        --set data.max_train_samples=$FT_TRAIN --set data.max_eval_samples=$FT_EVALN
+        --set train.max_steps=$FT_STEPS --set train.epochs=100 --set train.eval_every_steps=$FT_EVAL
+        --set train.dtype=$dt --set train.device=cpu --set train.optimizer.lr=0.001
+        --set logging.wandb.mode=disabled --set logging.progress_bar=false)
+  printf '%q ' "${args[@]}" | sed "s#$ROOT/##g" >> "$FT/command.txt"; echo >> "$FT/command.txt"
+  "${args[@]}" || return
+  echo "effx finetune -exp ft-$dt --root $FT --overwrite" | sed "s#$ROOT/##g" >> "$FT/command.txt"
+  t0=$(date +%s.%N); effx finetune -exp "ft-$dt" --root "$FT" --overwrite || return
+  echo "$(date +%s.%N) - $t0" | bc > "$FT/ft-$dt.wall_s"
+}
 part finetune && {
   FT="$OUT/finetune-bf16"; mkdir -p "$FT"; : > "$FT/uptime.txt"; stamp "$FT" start; : > "$FT/command.txt"
-  for dt in fp32 bf16; do
-    args=(effx init -exp "ft-$dt" --finetune --no-pretrain --root "$FT" --force "${FT_MODEL[@]}"
-          --set seed=0 --set data.train="$DATA/agnews/train_subset.parquet" --set data.max_length=128
-          --set data.max_train_samples=$FT_TRAIN --set data.max_eval_samples=$FT_EVALN
-          --set train.max_steps=$FT_STEPS --set train.epochs=100 --set train.eval_every_steps=$FT_EVAL
-          --set train.dtype=$dt --set train.device=cpu --set train.optimizer.lr=0.001
-          --set logging.wandb.mode=disabled --set logging.progress_bar=false)
-    printf '%q ' "${args[@]}" | sed "s#$ROOT/##g" >> "$FT/command.txt"; echo >> "$FT/command.txt"
-    "${args[@]}"
-    echo "effx finetune -exp ft-$dt --root $FT --overwrite" | sed "s#$ROOT/##g" >> "$FT/command.txt"
-    t0=$(date +%s.%N); effx finetune -exp "ft-$dt" --root "$FT" --overwrite
-    echo "$(date +%s.%N) - $t0" | bc > "$FT/ft-$dt.wall_s"
-  done
+  for dt in fp32 bf16; do guard "$FT" finetune_one "$FT" "$dt"; done
   stamp "$FT" end
 }
 
@@ -124,11 +135,12 @@ part layer16k && {
   for p in performer_pytorch reformer_pytorch; do
     has_peer $p || echo "bench_cost: skip peer ${p//_/-}: it does not import (PEER_SITE=${PEER_SITE:-unset})"
   done
-  run "$OUT/layer16k" peer_py effx bench --mode layer --types performer_favor,reformer_lsh "${L16[@]}" \
-      --threads "$THREADS" --mem-cap-gib 6 --time-cap-s 60 --peers --out "$OUT/layer16k"
+  THREADS=${L16_THREADS:-$THREADS} run "$OUT/layer16k" peer_py effx bench --mode layer --types performer_favor,reformer_lsh "${L16[@]}" \
+      --threads "${L16_THREADS:-$THREADS}" --mem-cap-gib 6 --time-cap-s 60 --peers --out "$OUT/layer16k"
 }
 
 { echo "# finished $(date -u +%FT%TZ)"; uptime; echo "# busiest processes:";
   ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } > "$OUT/load_end.txt"
-python "$HERE/cost_tables.py" "$OUT" --plot > "$OUT/tables.md"
-echo "done: $OUT (tables: $OUT/tables.md)"
+python "$HERE/cost_tables.py" "$OUT" --plot --reference "$ROOT/docs/bench/cpu-layer" > "$OUT/tables.md"
+echo "done: $OUT (tables: $OUT/tables.md); $FAILS part(s) failed"
+[ "$FAILS" -eq 0 ]
