@@ -87,6 +87,8 @@ def test_peer_rerun_against_reference(ct, tmp_path):
     assert "| performer_favor vs performer-pytorch | 16384 | 100 | 360 | 3.60x | 1.00 | 3.90x | -7.7% | **met** |" in out
     assert "| reformer_lsh vs reformer-pytorch | 16384 | 100 | 270 | 2.70x | 1.00 | 3.10x | -12.9% | **not met** |" in out
     assert "(2 thread(s))" in out and "Not measured" not in out
+    layer(tmp_path / "layer16k", {"performer_favor": 100.0, "performer-pytorch": 470.0})  # +20.5 %
+    assert "| 4.70x | 1.00 | 3.90x | +20.5% | **met** (faster by more than 10%) |" in ct.peers_section(tmp_path, tmp_path / "ref")
 
 
 def test_missing_peer_is_named(ct, tmp_path):
