@@ -29,8 +29,9 @@ part() { [[ "$PARTS" == *" $1 "* ]]; }
 for f in agnews/train_subset.parquet agnews/test.parquet imdb/train.parquet imdb/test.parquet; do
   [ -f "$DATA/$f" ] || { echo "bench_cost: $DATA/$f not found; give the folder holding agnews/ and imdb/" >&2; exit 2; }
 done
-DATA=$(realpath "$DATA"); mkdir -p "$OUT"; OUT=$(realpath "$OUT")
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(dirname "$HERE")
+DATA=$(realpath "$DATA"); mkdir -p "$OUT"; OUT=$(realpath -s --relative-base="$ROOT" "$OUT")
+cd "$ROOT"  # the recorded commands name OUT relative to the repository when it lies inside it
 script() { for d in scripts benchmarks; do [ -f "$ROOT/$d/$1" ] && { echo "$ROOT/$d/$1"; return; }; done
            echo "bench_cost: $1 not found under scripts/ or benchmarks/" >&2; return 1; }
 peer_py() { PYTHONPATH="${PEER_SITE:+$PEER_SITE:}${PYTHONPATH:-}" "$@"; }
@@ -141,6 +142,6 @@ part layer16k && {
 
 { echo "# finished $(date -u +%FT%TZ)"; uptime; echo "# busiest processes:";
   ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } > "$OUT/load_end.txt"
-python "$HERE/cost_tables.py" "$OUT" --plot --reference "$ROOT/docs/bench/cpu-layer" > "$OUT/tables.md"
+python scripts/cost_tables.py "$OUT" --plot --reference docs/bench/cpu-layer > "$OUT/tables.md"
 echo "done: $OUT (tables: $OUT/tables.md); $FAILS part(s) failed"
 [ "$FAILS" -eq 0 ]

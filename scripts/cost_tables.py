@@ -45,7 +45,11 @@ def caption(folder: Path, command: str | None = None) -> str:
             info[key].append(value)
     info = {k: " -> ".join(v) for k, v in info.items()}  # start value, and the end value where it changed
     started = next((s.split(" ", 1)[1] for s in stamps if s.startswith("start ")), "?")
-    cmds = "; ".join(f"`{c.strip()}`" for c in cmd.strip().splitlines() if c.strip())
+    lines = [c.strip() for c in cmd.strip().splitlines() if c.strip()]
+    half = len(lines) // 2
+    if len(lines) == 4 and lines[half:] == [c.replace("fp32", "bf16") for c in lines[:half]]:  # the finetune pair
+        lines[half:] = ["then the same with `fp32` -> `bf16`"]
+    cmds = "; ".join(c if c.startswith("then ") else f"`{c}`" for c in lines)
     return (f"Command: {cmds}  \nRecorded: started {started}, load average {up[0] if up else '?'} at start, "
             f"{up[-1] if len(up) > 1 else '?'} at end; CPU {info.get('cpu', '?')}, affinity {info.get('affinity', '?')}, "
             f"{info.get('threads', '?')} torch thread(s), commit {info.get('commit', '?')}.")
