@@ -123,7 +123,8 @@ def test_hf_step_and_inference(ct, tmp_path):
 
 def test_finetune_curves_and_plot(ct, tmp_path):
     folder = tmp_path / "finetune-bf16"
-    stamps(folder)
+    stamps(folder, "effx init -exp ft-fp32 --set train.dtype=fp32\neffx finetune -exp ft-fp32\n"
+                   "effx init -exp ft-bf16 --set train.dtype=bf16\neffx finetune -exp ft-bf16")
     for dt, f1 in (("fp32", [0.5, 0.8]), ("bf16", [0.52, 0.79])):
         run = folder / "finetune" / f"ft-{dt}"
         run.mkdir(parents=True)
@@ -136,6 +137,8 @@ def test_finetune_curves_and_plot(ct, tmp_path):
     assert "| bf16 | 0.7900 | 0.7900 | 5 | 30 |" in out
     assert "Final bf16 - fp32: -0.0100 macro-F1; training wall fp32 / bf16: 2.00x" in out
     assert (folder / "curve.png").stat().st_size > 1000
+    assert ("Command: `effx init -exp ft-fp32 --set train.dtype=fp32`; `effx finetune -exp ft-fp32`; "
+            "then the same with `fp32` -> `bf16`") in out
 
 
 def test_missing_parts_say_so(ct, tmp_path):
