@@ -55,7 +55,7 @@ fi
 # ---- estimate (1 thread on an idle core of the project's Xeon, scaled from the committed
 #      1-thread figures of docs/bench/tokens-agnews, hf-peer-ab.md and cpu-layer; +-50 %)
 est() { part "$1" && echo "$2" || echo 0; }
-if [ "$QUICK" = 1 ]; then total=$((2 * 60)); else
+if [ "$QUICK" = 1 ]; then total=$((3 * 60)); else  # QUICK: 9 min 9 s niced at load 19 on 2 shared cores
   nb=${TOK_BATCHES:-4}; rp=${TOK_REPEATS:-3}
   # tokens: ~27 s per step of all 5 modes x 3 types x both data sets (2 warm-up steps); finetune: ~0.25 s
   # per step and ~30 s of set-up per dtype; hfstep: 6 runs of 4 cells; layer16k: 4 rows, 5 runs each
