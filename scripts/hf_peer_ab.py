@@ -12,6 +12,7 @@ training step (forward + backward + AdamW).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -73,6 +74,9 @@ def main() -> None:
                      f"{r['hf_fwd_ms'] / r['effx_fwd_ms']:.2f}x | {r['effx_step_ms']:.0f} | {r['hf_step_ms']:.0f} | "
                      f"{r['hf_step_ms'] / r['effx_step_ms']:.2f}x |")
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps({  # the same figures for scripts/cost_tables.py
+        "command": lines[2].split("`")[1], "transformers": transformers.__version__, "torch": torch.__version__,
+        "threads": args.threads, "reps": args.reps, "load_start": load0, "load_end": load1, "rows": rows}, indent=1))
     print("\n".join(lines))
 
 

@@ -12,6 +12,7 @@ bf16 autocast. texts/s and tokens/s (real tokens) over the summed forward time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -80,6 +81,12 @@ def main() -> None:
         lines.append(f"| {name} | {r['effx'][0]:,.0f} | {r['hf'][0]:,.0f} | {r['effx'][1]:,.0f} | {r['hf'][1]:,.0f} | "
                      f"{r['effx'][0] / r['hf'][0]:.2f}x |")
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps({  # the same figures for scripts/cost_tables.py
+        "command": lines[2].split("`")[1], "transformers": transformers.__version__, "torch": torch.__version__,
+        "load_start": load0, "load_end": load1, "lengths": stats, "max_length": args.max_length, "batch": args.batch,
+        "rows": [{"dtype": n, **{f"{k}_{u}": v[i] for k, v in r.items() for i, u in enumerate(("texts_per_s",
+                                                                                              "tokens_per_s"))}}
+                 for n, r in rows]}, indent=1))
     print("\n".join(lines))
 
 
