@@ -54,6 +54,18 @@ def available_peers(peers: dict = PEERS) -> list[str]:
     return [p for p, (mod, _) in peers.items() if importlib.util.find_spec(mod) is not None]
 
 
+def missing_peers_line(s: BenchSettings) -> str | None:
+    """One line naming the peers ``--peers`` would run but cannot import, or None."""
+    if not s.peers:
+        return None
+    wanted = {**(PEERS if s.mode in ("layer", "both") else {}), **(STEP_PEERS if s.mode in ("step", "both") else {})}
+    missing = [f"{p} ({mod})" for p, (mod, _) in wanted.items() if importlib.util.find_spec(mod) is None]
+    if not missing:
+        return None
+    return (f"peers not installed, not compared: {', '.join(missing)}; pip install 'effx[bench]' "
+            f"(and transformers for hf-bert) to include them, or pass --no-peers")
+
+
 def base_spec(s: BenchSettings) -> dict:
     return {
         "dtype": s.dtype, "device": s.device, "heads": s.heads, "head_dim": s.head_dim, "reps": s.reps,
