@@ -140,3 +140,17 @@ def test_metric_choice_and_errors(runs, tmp_path):
     df = build_report(runs, tmp_path / "rep3", thresholds=edited).results
     assert _by(df, "bal-s0")["wnf_seeds"] == "PASS" and _by(df, "bal-s0")["wnf_no_failures"] == "PASS"
     assert "min_seeds: 2" in (tmp_path / "rep3" / "thresholds.yaml").read_text()
+
+
+def test_one_seed_std_is_na_not_zero_in_every_output(runs, tmp_path):
+    rep = build_report(runs, tmp_path / "rep")
+    df = pd.read_csv(rep.out / "results.csv")
+    one = _by(df, "noeval")  # a configuration with a single finished seed
+    assert one["n_seeds"] == 1 and one["macro_F1_std"] == "n.a." and one["accuracy_std"] == "n.a."
+    assert float(_by(df, "sdpa-s0")["macro_F1_std"]) > 0  # several seeds: a number
+    rank = pd.read_csv(rep.out / "ranking_by_macro_F1.csv")
+    assert rank.loc[rank["n_seeds"] == 1, "macro_F1_std"].eq("n.a.").all()
+    md = (rep.out / "comparison.md").read_text()
+    assert "0.7000 ± n.a." in md and "± 0.0000" not in md
+    page = (rep.out / "report.html").read_text()
+    assert "0.7000 ± n.a." in page and "± 0.0000" not in page and "&lt;NA&gt;" not in page and "<pre>" not in page
