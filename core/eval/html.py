@@ -136,7 +136,8 @@ def _verdict_class(verdict: str) -> str:
 
 def _wnf_cell(d) -> str:
     word = "missing" if d.verdict.startswith("missing") else d.verdict
-    body = f"<strong>{esc(word)}</strong><small>measured: {esc(d.measured)}</small><small>needs: {esc(d.threshold)}</small>"
+    body = (f"<strong>{esc(word)}</strong><small>measured: {esc(d.measured)}</small>"
+            f"<small>needs: {esc(d.threshold)}</small>")
     return _cell(body, _verdict_class(d.verdict))
 
 
@@ -148,8 +149,8 @@ def wnf_tables(results: pd.DataFrame, th: Thresholds, metric: str) -> list[str]:
         label = esc(config_label(r))
         rows.append(_cell(label) + "".join(_wnf_cell(d) for d in details.values())
                     + _cell(esc(r["PASS_WNF"]), _verdict_class(str(r["PASS_WNF"]))))
-        reasons += [_cell(label) + _cell(esc(CRITERIA[k])) + _cell(esc(d.verdict.split(":")[0]), _verdict_class(d.verdict))
-                    + _cell(esc(d.reason)) for k, d in details.items() if d.reason]
+        reasons += [_cell(label) + _cell(esc(CRITERIA[k])) + _cell(esc(d.verdict.split(":")[0]),
+                    _verdict_class(d.verdict)) + _cell(esc(d.reason)) for k, d in details.items() if d.reason]
     if not rows:
         return ["<p>No neural configuration: PASS_WNF applies to SDPA, Performer and Reformer runs.</p>"]
     legend = ('<p class="legend"><span class="PASS" style="background:#e3f4e3">PASS</span>'
@@ -216,8 +217,10 @@ def render_html(page: Page) -> str:
              *[_figure(stem, path) for stem, path in page.plots.items()], "</div>",
              "<h2>Failed runs (excluded from every ranking)</h2>", frame_table(page.failed, "failed")]
     for name, df in page.ranks.items():
-        parts += [f"<h2>{esc(name.replace('_', ' ').capitalize())}</h2>", f'<div class="scroll">{frame_table(df)}</div>']
+        parts += [f"<h2>Ranking by {esc(name.removeprefix('ranking_by_'))}</h2>",
+                  f'<div class="scroll">{frame_table(df)}</div>']
     parts += ["<details><summary>Every column (results.csv)</summary>",
-              f'<div class="scroll">{frame_table(page.results.drop(columns=INTERNAL, errors="ignore"))}</div></details>',
+              f'<div class="scroll">{frame_table(page.results.drop(columns=INTERNAL, errors="ignore"))}</div>',
+              "</details>",
               "<details><summary>Thresholds used</summary>", _thresholds(page.thresholds), "</details></body></html>"]
     return "\n".join(parts)
