@@ -129,3 +129,4 @@ def test_failed_runs_with_cause_and_wide_table_folded(report):
     page = (rep.out / "report.html").read_text()
     assert re.search(r'<details><summary>Every column \(results.csv\)</summary>\s*<div class="scroll"><table', page)
     assert 'src="http' not in page and "<link" not in page  # self-contained
+    assert "&lt;NA&gt;" not in page and "<pre>" not in page

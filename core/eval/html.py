@@ -62,8 +62,10 @@ def _table(header: list[str], rows: list[str], cls: str = "") -> str:
 
 
 def config_label(r: pd.Series) -> str:
+    """``variant/positional [config id]``; a configuration whose runs saved no config is named by its runs."""
     pos = f"/{r['positional']}" if r.get("positional") else ""
-    return f"{r['variant']}{pos} [{str(r['config_id'])[:4]}]"
+    name = r["variant"] if r.get("variant") else f"({r.get('failed_experiments') or 'no config saved'})"
+    return f"{name}{pos} [{str(r['config_id'])[:4]}]"
 
 
 # ----------------------------------------------------------------------------- headline

@@ -15,6 +15,7 @@ import pandas as pd
 from ..config import dump_yaml, to_dict
 from ..errors import EffxError
 from ._io import write_csv, write_text
+from .fmt import number
 from .html import INTERNAL, Page, render_html
 from .plots import write_plots
 from .reproduce import write_reproduce
@@ -37,8 +38,8 @@ def _context(results: pd.DataFrame, source: Path, split: str, metric: str) -> li
     neural = results[results["kind"] != "baseline"] if not results.empty else results
     for group, part in neural.groupby("compare_group", sort=False):
         r = part.iloc[0]
-        lines.append(f"Comparison group {group}: device {r['device']}, batch {r['batch_size']}, "
-                     f"seq_len {r['seq_len']}, tokenizer vocab {r['tokenizer_vocab_size']}")
+        lines.append(f"Comparison group {group}: device {r['device']}, batch {number(r['batch_size'])}, "
+                     f"seq_len {number(r['seq_len'])}, tokenizer vocab {number(r['tokenizer_vocab_size'])}")
     return lines
 
 
