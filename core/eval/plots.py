@@ -30,7 +30,8 @@ MARKERS = "osD^vP*Xh<>p"
 def point_label(r: pd.Series) -> str:
     """``variant/positional [config id]``: the legend names every point, so no label sits on the plot."""
     label = f"{r['variant']}/{r['positional']}" if r["positional"] else str(r["variant"])
-    return f"{label} [{str(r['config_id'])[:4]}]"
+    n = r.get("seq_len")
+    return f"{label}{'' if pd.isna(n) else f' N={n}'} [{str(r['config_id'])[:4]}]"
 
 
 def _save(fig, path: Path) -> Path:
