@@ -59,11 +59,13 @@ def missing_peers_line(s: BenchSettings) -> str | None:
     if not s.peers:
         return None
     wanted = {**(PEERS if s.mode in ("layer", "both") else {}), **(STEP_PEERS if s.mode in ("step", "both") else {})}
-    missing = [f"{p} ({mod})" for p, (mod, _) in wanted.items() if importlib.util.find_spec(mod) is None]
+    missing = [p for p, (mod, _) in wanted.items() if importlib.util.find_spec(mod) is None]
     if not missing:
         return None
-    return (f"peers not installed, not compared: {', '.join(missing)}; pip install 'effx[bench]' "
-            f"(and transformers for hf-bert) to include them, or pass --no-peers")
+    fixes = (["pip install 'effx[bench]'"] if any(p in PEERS for p in missing) else []) + \
+            (["pip install transformers"] if "hf-bert" in missing else [])
+    names = ", ".join(f"{p} ({wanted[p][0]})" for p in missing)
+    return f"peers not installed, not compared: {names}; {' and '.join(fixes)} to include them, or pass --no-peers"
 
 
 def base_spec(s: BenchSettings) -> dict:
