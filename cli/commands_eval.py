@@ -46,14 +46,15 @@ def eval_cmd(exp, split, ckpt, compare, metric, out, thresholds, root):
         return
     from effx.eval import evaluate
 
-    res = evaluate(exp, split=split or "test", ckpt=ckpt, root=root)
+    split = split or "test"
+    res = evaluate(exp, split=split, ckpt=ckpt, root=root)
     if res["truncated"]:
         click.echo(f"Warning: {res['truncated']} of {res['n_examples']} text(s) were longer than data.max_length="
                    f"{res['max_length']} tokens and were truncated", err=True)
-    click.echo(f"scored {res['data']}")
+    click.echo(f"split {split}: scored {res['data']}")
     for line in res.get("warnings", []):
         click.echo(f"Warning: {line}", err=True)
-    click.echo(" ".join(f"{k}={_fmt(v)}" for k, v in res["metrics"].items()))
+    click.echo(f"{split}: " + " ".join(f"{k}={_fmt(v)}" for k, v in res["metrics"].items()))
     mem = res["memory_column"]
     click.echo(f"inference tokens/s={res['tokens_per_s']:.1f} {mem}={res[mem]:.1f} on {res['device']} "
                f"({res['n_examples']} examples, checkpoint {res['checkpoint']})")

@@ -166,11 +166,12 @@ def _load_entry_points(pm: pluggy.PluginManager, dist_of: dict, only: set[str] |
             continue
         if pm.get_plugin(ep.name) is not None:
             continue
+        dist = ep.dist.metadata["Name"] if ep.dist is not None else ep.name
         try:
             plugin = ep.load()
-        except Exception as exc:  # a broken third-party install must say which one
-            raise PluginError(f"plugin '{ep.name}' ({ep.value}) failed to import: {exc}; reinstall or uninstall it") from exc
-        dist = ep.dist.metadata["Name"] if ep.dist is not None else ep.name
+        except Exception as exc:  # a broken third-party install must say which one, and how to get rid of it
+            raise PluginError(f"plugin '{ep.name}' ({ep.value}) of distribution {dist} failed to import: "
+                              f"{type(exc).__name__}: {exc}; reinstall it, or `pip uninstall {dist}`") from exc
         version = ep.dist.version if ep.dist is not None else "?"
         pm.register(plugin, name=ep.name)
         dist_of[id(plugin)] = (dist, version)

@@ -200,3 +200,49 @@ def test_flash_row_forces_the_flash_kernel_and_stays_exact():
     work = effx_layer(spec)
     assert work.fidelity(work.forward())[0] < 1e-5
     work.train_step()  # backward under flash-only: no "No available kernel" error
+
+
+def _short_rows(fwd_perf: float = 3.0):
+    """A --quick run: N=128,256 only; performer faster than sdpa at both."""
+    rows = []
+    for n in (128, 256):
+        for label, fwd, fb, exact in [("sdpa[fused]", 2.0, 6.0, True), ("performer_favor", fwd_perf, 4.0, False)]:
+            rows.append({"suite": "layer", "label": label, "source": "effx", "exact": exact, "seq_len": n, "batch": 1,
+                         "fwd_ms": fwd, "fwdbwd_ms": fb, "fwdbwd_peak_mib": n / 8, "status": "ok"})
+    return frame(rows)
+
+
+def test_verdicts_only_for_measured_lengths():
+    lines = {t["target"]: t for t in targets.evaluate(_short_rows(), None, BenchSettings())}
+    even = lines["performer_favor faster than sdpa[fused] (fwd+bwd) from N=1024"]
+    assert even["measured"] == "from N=128"
+    assert even["met"] == "not measured: largest N measured is 256"  # was "yes" from a run up to 256
+    assert lines["performer_favor peak memory linear in N (log-log slope <= 1.1, 2k-16k)"]["met"] == "not measured"
+    assert targets.break_even_verdict(1024, 1024, 16384) == "yes"
+    assert targets.break_even_verdict(2048, 1024, 16384) == "no"
+    assert targets.break_even_verdict(None, 1024, 512) == "not measured: largest N measured is 512"
+
+
+def test_load_distorted_rows_are_flagged():
+    clean = targets.evaluate(_short_rows(fwd_perf=3.0), None, BenchSettings())
+    assert not [t for t in clean if "load-distorted" in t["measured"]]
+    bad = [t for t in targets.evaluate(_short_rows(fwd_perf=5.0), None, BenchSettings())
+           if "load-distorted" in t["measured"]]
+    assert len(bad) == 1 and bad[0]["measured"].startswith("2 row(s) look load-distorted: layer performer_favor N=128")
+    assert bad[0]["met"].startswith("no")
+    from effx.bench import report
+
+    assert "load-distorted? forward slower than forward+backward" in report.results_table(_short_rows(5.0), "layer")
+
+
+def test_missing_peers_are_named_in_one_line(monkeypatch):
+    from effx.bench import plan
+
+    monkeypatch.setattr(plan, "PEERS", {"performer-pytorch": ("no_such_peer_module_xyz", "1.1.4")})
+    monkeypatch.setattr(plan, "STEP_PEERS", {})
+    line = plan.missing_peers_line(BenchSettings(peers=True))
+    assert line.startswith("peers not installed, not compared: performer-pytorch (no_such_peer_module_xyz)")
+    assert "\n" not in line and "--no-peers" in line
+    assert plan.missing_peers_line(BenchSettings(peers=False)) is None
+    monkeypatch.setattr(plan, "PEERS", {"json": ("json", "0")})
+    assert plan.missing_peers_line(BenchSettings(peers=True)) is None

@@ -140,6 +140,8 @@ def test_eval_metrics_match_an_independent_computation(root):
     out = CliRunner().invoke(cli, ["eval", "-exp", SDPA_FT[1], "-split", "test", "--root", str(root)])
     assert out.exit_code == 0, out.output
     assert "macro_F1=" in out.output and "inference tokens/s=" in out.output and "peak_rss_MiB=" in out.output
+    assert "split test: scored " in out.output  # names the split it scored
+    assert [ln for ln in out.output.splitlines() if ln.startswith("test: ") and "macro_F1=" in ln]
     saved = json.loads((exp / "eval.json").read_text())["results"]
     assert set(saved) == {"validation", "test"} and saved["test"]["n_examples"] == 80
     bad = CliRunner().invoke(cli, ["eval", "-exp", "nope", "--root", str(root)])

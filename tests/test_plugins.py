@@ -74,3 +74,20 @@ def test_every_hook_documented_and_exercised():
     for n in specs:
         doc = getattr(hookspecs, n).__doc__
         assert doc and "Return" in doc
+
+
+def test_broken_plugin_names_its_distribution_and_the_exception_type(monkeypatch):
+    import effx.plugins as plugins
+
+    def boom():
+        raise ModuleNotFoundError("No module named 'torch_scatter'")
+
+    ep = types.SimpleNamespace(name="broken", value="effx_broken:plugin", load=boom,
+                               dist=types.SimpleNamespace(metadata={"Name": "effx-broken-attention"}, version="0.3"))
+    monkeypatch.setattr(plugins, "_entry_points", lambda: [ep])
+    with pytest.raises(PluginError) as exc:
+        load_registry()
+    msg = str(exc.value)
+    assert "plugin 'broken' (effx_broken:plugin) of distribution effx-broken-attention failed to import" in msg
+    assert "ModuleNotFoundError: No module named 'torch_scatter'" in msg
+    assert "`pip uninstall effx-broken-attention`" in msg and "\n" not in msg

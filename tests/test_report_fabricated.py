@@ -17,13 +17,14 @@ GPU = {"type": "cuda", "name": "NVIDIA H100"}
 
 
 def make_run(root: Path, name: str, *, seed=0, att="sdpa", f1=0.80, status="finished", cause=None, time=10.0,
-             mem=1000.0, mem_kind="cuda_max_allocated", eval_json=True, lr=5e-4, loss=0.5, device=GPU, kind="finetune"):
+             mem=1000.0, mem_kind="cuda_max_allocated", eval_json=True, lr=5e-4, loss=0.5, device=GPU, kind="finetune",
+             max_length=64):
     d = root / kind / name
     d.mkdir(parents=True)
     cfg = {"seed": seed, "model": {"d_model": 32, "n_layers": 1, "max_seq_len": 64, "attention": {"type": att},
                                    "positional": {"type": "rope"}},
            "head": {"type": "classification", "pooling": "cls"}, "tokenizer": {"vocab_size": 400},
-           "data": {"train": "a.csv", "max_length": 64}, "train": {"batch_size": 8, "epochs": 2, "optimizer": {"lr": lr}}}
+           "data": {"train": "a.csv", "max_length": max_length}, "train": {"batch_size": 8, "epochs": 2, "optimizer": {"lr": lr}}}
     if kind == "baseline":
         cfg = {"kind": "baseline", "seed": seed, "data": cfg["data"], "tfidf": {"ngram_max": 2}}
         (d / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -140,3 +141,34 @@ def test_metric_choice_and_errors(runs, tmp_path):
     df = build_report(runs, tmp_path / "rep3", thresholds=edited).results
     assert _by(df, "bal-s0")["wnf_seeds"] == "PASS" and _by(df, "bal-s0")["wnf_no_failures"] == "PASS"
     assert "min_seeds: 2" in (tmp_path / "rep3" / "thresholds.yaml").read_text()
+
+
+def test_one_seed_std_is_na_not_zero_in_every_output(runs, tmp_path):
+    rep = build_report(runs, tmp_path / "rep")
+    df = pd.read_csv(rep.out / "results.csv")
+    one = _by(df, "noeval")  # a configuration with a single finished seed
+    assert one["n_seeds"] == 1 and one["macro_F1_std"] == "n.a." and one["accuracy_std"] == "n.a."
+    assert float(_by(df, "sdpa-s0")["macro_F1_std"]) > 0  # several seeds: a number
+    rank = pd.read_csv(rep.out / "ranking_by_macro_F1.csv")
+    assert rank.loc[rank["n_seeds"] == 1, "macro_F1_std"].eq("n.a.").all()
+    md = (rep.out / "comparison.md").read_text()
+    assert "0.7000 ± n.a." in md and "± 0.0000" not in md
+    page = (rep.out / "report.html").read_text()
+    assert "0.7000 ± n.a." in page and "± 0.0000" not in page and "&lt;NA&gt;" not in page and "<pre>" not in page
+
+
+def test_quality_and_time_vs_seq_len_plot_only_when_runs_span_lengths(tmp_path):
+    r = tmp_path / "runs"
+    for n, f1, t in ((64, 0.80, 4.0), (128, 0.84, 9.0), (256, 0.86, 20.0)):
+        make_run(r, f"sdpa-{n}", f1=f1, time=t, max_length=n)
+        make_run(r, f"lsh-{n}", att="reformer_lsh", f1=f1 - 0.01, time=t * 0.7, max_length=n)
+    rep = build_report(r, tmp_path / "rep")
+    png = rep.out / "quality_vs_seq_len.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and rep.files["quality_vs_seq_len.png"] == png
+    page = (rep.out / "report.html").read_text()
+    assert 'id="quality_vs_seq_len"' in page and page.count("<h3>Comparison group") == 3
+    single = tmp_path / "single"
+    make_run(single, "sdpa-a", f1=0.8, max_length=64)
+    make_run(single, "lsh-a", att="reformer_lsh", f1=0.79, max_length=64)
+    rep1 = build_report(single, tmp_path / "rep1")
+    assert not (rep1.out / "quality_vs_seq_len.png").exists()

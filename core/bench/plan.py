@@ -54,6 +54,20 @@ def available_peers(peers: dict = PEERS) -> list[str]:
     return [p for p, (mod, _) in peers.items() if importlib.util.find_spec(mod) is not None]
 
 
+def missing_peers_line(s: BenchSettings) -> str | None:
+    """One line naming the peers ``--peers`` would run but cannot import, or None."""
+    if not s.peers:
+        return None
+    wanted = {**(PEERS if s.mode in ("layer", "both") else {}), **(STEP_PEERS if s.mode in ("step", "both") else {})}
+    missing = [p for p, (mod, _) in wanted.items() if importlib.util.find_spec(mod) is None]
+    if not missing:
+        return None
+    fixes = (["pip install 'effx[bench]'"] if any(p in PEERS for p in missing) else []) + \
+            (["pip install transformers"] if "hf-bert" in missing else [])
+    names = ", ".join(f"{p} ({wanted[p][0]})" for p in missing)
+    return f"peers not installed, not compared: {names}; {' and '.join(fixes)} to include them, or pass --no-peers"
+
+
 def base_spec(s: BenchSettings) -> dict:
     return {
         "dtype": s.dtype, "device": s.device, "heads": s.heads, "head_dim": s.head_dim, "reps": s.reps,

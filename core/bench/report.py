@@ -83,6 +83,14 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _note(r) -> str:
+    if r.status != "ok":
+        return f"{r.status}: {r.reason}"
+    if not pd.isna(r.fwd_ms) and not pd.isna(r.fwdbwd_ms) and r.fwd_ms > r.fwdbwd_ms:
+        return "load-distorted? forward slower than forward+backward"
+    return ""
+
+
 def results_table(df: pd.DataFrame, suite: str) -> str:
     sub = df[df["suite"] == suite]
     header = ["attention", "N", "B", "fwd ms", "fwd+bwd ms", "fwd+bwd tok/s", "fwd peak MiB",
@@ -90,7 +98,7 @@ def results_table(df: pd.DataFrame, suite: str) -> str:
     rows = [[r.label, r.seq_len, r.batch, _fmt(r.fwd_ms, ".1f"), _fmt(r.fwdbwd_ms, ".1f"),
              _fmt(r.fwdbwd_tokens_per_s, ",.0f"), _fmt(r.fwd_peak_mib, ".1f"), _fmt(r.fwdbwd_peak_mib, ".1f"),
              _fmt(r.rel_err, ".3g") + (" (shared-QK)" if str(r.fidelity_ref).startswith("shared") else ""),
-             "" if r.status == "ok" else f"{r.status}: {r.reason}"]
+             _note(r)]
             for r in sub.itertuples()]
     return md_table(header, rows)
 

@@ -67,6 +67,28 @@ def break_even(df: pd.DataFrame, label: str, ref: str = FUSED) -> int | None:
     return best
 
 
+def largest_common_n(df: pd.DataFrame, label: str, ref: str = FUSED) -> int | None:
+    """The largest N at which both ``label`` and ``ref`` have a layer measurement."""
+    ok = _ok(df, "layer")
+    common = set(ok[ok["label"] == label]["seq_len"]) & set(ok[ok["label"] == ref]["seq_len"])
+    return int(max(common)) if common else None
+
+
+def break_even_verdict(even: int | None, target: int, top: int | None) -> str:
+    """yes / no only where the run reached the target length; otherwise it was not measured."""
+    if top is None:
+        return "not measured"
+    if top < target:
+        return f"not measured: largest N measured is {top}"
+    return "yes" if even is not None and even <= target else "no"
+
+
+def distorted_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose forward alone took longer than forward+backward: the machine was busy while they ran."""
+    ok = df[(df["status"] == "ok") & df["fwd_ms"].notna() & df["fwdbwd_ms"].notna()] if "fwd_ms" in df else df.iloc[0:0]
+    return ok[ok["fwd_ms"] > ok["fwdbwd_ms"]]
+
+
 def memory_slope(df: pd.DataFrame, label: str, lo: int = 2048, hi: int = 16384) -> float | None:
     ok = _ok(df, "layer")
     g = ok[(ok["label"] == label) & ok["seq_len"].between(lo, hi)]
@@ -126,6 +148,25 @@ def cost_rules(df: pd.DataFrame, n: int = 512) -> list[dict]:
     return out
 
 
+def slope_line(df: pd.DataFrame, label: str, lo: int = 2048, hi: int = 16384) -> dict:
+    slope = memory_slope(df, label, lo, hi)
+    ok = _ok(df, "layer")
+    top = ok[(ok["label"] == label) & ok["seq_len"].between(lo, hi)]["seq_len"].max()
+    met = "not measured" if slope is None else ("no" if slope > 1.1 else ("yes" if top >= hi else f"partly: N<={top}"))
+    return {"target": f"{label} peak memory linear in N (log-log slope <= 1.1, 2k-16k)",
+            "measured": "not measured" if slope is None else f"slope {slope:.2f}", "met": met}
+
+
+def distortion_lines(df: pd.DataFrame) -> list[dict]:
+    bad = distorted_rows(df)
+    if bad.empty:
+        return []
+    rows = ", ".join(f"{r.suite} {r.label} N={r.seq_len}" for r in bad.itertuples())
+    return [{"target": "timings consistent: forward faster than forward+backward in every row",
+             "measured": f"{len(bad)} row(s) look load-distorted: {rows}",
+             "met": "no: rerun on an idle machine before trusting these rows"}]
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:+.0f} %"
 
@@ -146,14 +187,11 @@ def evaluate(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
                           "measured": f"{top['speedup']:.2f}x ({top['effx_ms']:.0f} vs {top['peer_ms']:.0f} ms); "
                                       f"memory {top['mem_ratio']:.2f}x ({top['effx_mib']:.0f} vs {top['peer_mib']:.0f} MiB)",
                           "met": "yes" if met and top["seq_len"] >= 16384 else ("no" if not met else "partly: N<16384")})
-        even = break_even(df, label)
+        even, top = break_even(df, label), largest_common_n(df, label)
         lines.append({"target": f"{label} faster than {FUSED} (fwd+bwd) from N={even_target}",
                       "measured": f"from N={even}" if even else "never faster in the measured range",
-                      "met": "yes" if even is not None and even <= even_target else "no"})
-        slope = memory_slope(df, label)
-        lines.append({"target": f"{label} peak memory linear in N (log-log slope <= 1.1, 2k-16k)",
-                      "measured": "not measured" if slope is None else f"slope {slope:.2f}",
-                      "met": "not measured" if slope is None else ("yes" if slope <= 1.1 else "no")})
+                      "met": break_even_verdict(even, even_target, top)})
+        lines.append(slope_line(df, label))
     for peer in dict.fromkeys(df[(df["source"] == "peer") & (df["suite"] == "layer")]["label"]):
         even = break_even(df, peer)
         lines.append({"target": f"(context) {peer} faster than {FUSED} (fwd+bwd)",
@@ -170,6 +208,7 @@ def evaluate(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
                                     f"{HF_PEER} tokens/s",
                           "measured": f"{r[key]:.2f}x ({r[ms[0]]:.0f} vs {r[ms[1]]:.0f} ms)",
                           "met": "yes" if r[key] >= HF_SPEEDUP else "no"})
+    lines += distortion_lines(df)
     for r in cost_rules(df):
         lines.append({"target": f"cost rule N=512: {r['label']} time <= -{100 * r['time_rule']:.0f} % or memory <= "
                                 f"-{100 * r['mem_rule']:.0f} % vs {r['vs']}",

@@ -1,4 +1,4 @@
-"""Quality-vs-cost scatter plots (matplotlib, Agg backend: no display needed)."""
+"""Quality-vs-cost scatter plots and quality/time vs sequence length (matplotlib, Agg backend)."""
 from __future__ import annotations
 
 import math
@@ -24,39 +24,82 @@ def _with_memory(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(memory_MiB=gpu.where(gpu.notna(), cpu))
 
 
-def quality_plot(df: pd.DataFrame, x: str, xlabel: str, metric: str, path: Path) -> Path:
-    """Mean metric over seeds (error bar: std) against one cost, one colour per attention family."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for fam, part in df.groupby("family", sort=False):
-        part = part[part[x].notna() & part[f"{metric}_mean"].notna()]
-        if part.empty:
-            continue
-        ax.errorbar(part[x], part[f"{metric}_mean"], yerr=part[f"{metric}_std"].fillna(0), fmt="o",
-                    color=COLORS.get(fam, "black"), label=fam, capsize=3)
-        for _, r in part.iterrows():
-            label = f"{r['variant']}/{r['positional']}" if r["positional"] else r["variant"]
-            ax.annotate(f"{label} [{r['config_id'][:4]}]", (r[x], r[f"{metric}_mean"]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{metric} (mean over seeds)")
-    ax.set_title(f"{metric} vs {xlabel.split(' [')[0]}")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+MARKERS = "osD^vP*Xh<>p"
+
+
+def point_label(r: pd.Series) -> str:
+    """``variant/positional [config id]``: the legend names every point, so no label sits on the plot."""
+    label = f"{r['variant']}/{r['positional']}" if r["positional"] else str(r["variant"])
+    n = r.get("seq_len")
+    return f"{label}{'' if pd.isna(n) else f' N={n}'} [{str(r['config_id'])[:4]}]"
+
+
+def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png")
+    fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
     return path
 
 
+def _legend_below(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18),
+                  ncol=2, frameon=False)
+
+
+def quality_plot(df: pd.DataFrame, x: str, xlabel: str, metric: str, path: Path) -> Path:
+    """Mean metric over seeds (error bar: std) against one cost; colour = attention family, one
+    marker and one legend entry per configuration (labels never overlap the points or each other)."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for fam, part in df.groupby("family", sort=False):
+        part = part[part[x].notna() & part[f"{metric}_mean"].notna()]
+        for i, (_, r) in enumerate(part.iterrows()):
+            std = r[f"{metric}_std"]
+            ax.errorbar([r[x]], [r[f"{metric}_mean"]], yerr=[0 if pd.isna(std) else std], capsize=3,
+                        fmt=MARKERS[i % len(MARKERS)], color=COLORS.get(fam, "black"), label=f"{fam}: {point_label(r)}")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(f"{metric} (mean over seeds)")
+    ax.set_title(f"{metric} vs {xlabel.split(' [')[0]}")
+    ax.grid(alpha=0.3)
+    _legend_below(ax)
+    return _save(fig, path)
+
+
+def spans_lengths(df: pd.DataFrame) -> bool:
+    """True when the neural configurations were trained at more than one sequence length."""
+    return "seq_len" in df and df["seq_len"].dropna().nunique() > 1
+
+
+def length_plot(df: pd.DataFrame, metric: str, path: Path) -> Path:
+    """Quality and time per epoch against sequence length, one line per attention/positional pair."""
+    fig, (q, t) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    neural = df[df["seq_len"].notna()]
+    for (fam, variant, pos), part in neural.groupby(["family", "variant", "positional"], sort=False):
+        part = part.sort_values("seq_len")
+        style = dict(marker="o", color=COLORS.get(fam, "black"), label=f"{variant}/{pos}" if pos else variant)
+        q.plot(part["seq_len"].astype(float), part[f"{metric}_mean"], **style)
+        t.plot(part["seq_len"].astype(float), part["time_per_epoch_s"], **style)
+    for ax, ylabel in ((q, f"{metric} (mean over seeds)"), (t, "time per epoch [s]")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("sequence length [tokens]")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        _legend_below(ax)
+    fig.suptitle(f"{metric} and time per epoch vs sequence length")
+    return _save(fig, path)
+
+
 def write_plots(results: pd.DataFrame, metric: str, out: Path) -> dict[str, Path]:
-    """Write every plot in :data:`PLOTS` for the usable configurations; returns ``stem -> path``."""
+    """Write every plot in :data:`PLOTS` for the usable configurations, plus ``quality_vs_seq_len``
+    when they span several sequence lengths; returns ``stem -> path``."""
     usable = _with_memory(results[results["n_seeds"] > 0]) if not results.empty else results
     paths = {}
     for stem, (x, label) in PLOTS.items():
         data = usable if not usable.empty else pd.DataFrame(columns=["family", x, f"{metric}_mean"])
         paths[stem] = quality_plot(data, x, label, metric, out / f"{stem}.png")
+    if not usable.empty and spans_lengths(usable):
+        paths["quality_vs_seq_len"] = length_plot(usable, metric, out / "quality_vs_seq_len.png")
     return paths

@@ -15,17 +15,15 @@ import pandas as pd
 from ..config import dump_yaml, to_dict
 from ..errors import EffxError
 from ._io import write_csv, write_text
-from .html import render_html
+from .fmt import number
+from .html import INTERNAL, Page, render_html
 from .plots import write_plots
 from .reproduce import write_reproduce
-from .results import failed_table, results_table
+from .results import failed_table, results_table, single_seed_std_as_na
 from .runs import load_runs
 from .tables import comparison_markdown, rank_by_cost, rank_by_metric
 from .thresholds import load_thresholds
 from .wnf import add_pass_wnf
-
-INTERNAL = ["data_id", "arch_id"]
-
 
 @attrs.frozen
 class Report:
@@ -40,8 +38,8 @@ def _context(results: pd.DataFrame, source: Path, split: str, metric: str) -> li
     neural = results[results["kind"] != "baseline"] if not results.empty else results
     for group, part in neural.groupby("compare_group", sort=False):
         r = part.iloc[0]
-        lines.append(f"Comparison group {group}: device {r['device']}, batch {r['batch_size']}, "
-                     f"seq_len {r['seq_len']}, tokenizer vocab {r['tokenizer_vocab_size']}")
+        lines.append(f"Comparison group {group}: device {r['device']}, batch {number(r['batch_size'])}, "
+                     f"seq_len {number(r['seq_len'])}, tokenizer vocab {number(r['tokenizer_vocab_size'])}")
     return lines
 
 
@@ -75,18 +73,16 @@ def build_report(source: str | Path, out: str | Path | None = None, metric: str 
 def _write_all(out, results, failed, runs, metric, split, source, th) -> dict[str, Path]:
     public = results.drop(columns=INTERNAL)
     ranks = {f"ranking_by_{metric}": rank_by_metric(results, metric), "ranking_by_cost": rank_by_cost(results, metric)}
-    files = {"results.csv": write_csv(out / "results.csv", public),
+    files = {"results.csv": write_csv(out / "results.csv", single_seed_std_as_na(public)),
              "failed_runs.csv": write_csv(out / "failed_runs.csv", failed)}
-    files.update({f"{k}.csv": write_csv(out / f"{k}.csv", v) for k, v in ranks.items()})
+    files.update({f"{k}.csv": write_csv(out / f"{k}.csv", single_seed_std_as_na(v)) for k, v in ranks.items()})
     md = comparison_markdown(results, failed, metric)
     files["comparison.md"] = write_text(out / "comparison.md", md)
     files["thresholds.yaml"] = write_text(out / "thresholds.yaml", dump_yaml(to_dict(th)))
     plots = write_plots(results, metric, out)
     files.update({p.name: p for p in plots.values()})
-    sections = [(f"Ranking by {metric}", ranks[f"ranking_by_{metric}"]), ("Ranking by cost", ranks["ranking_by_cost"]),
-                ("Failed runs (excluded from every ranking)", failed), ("results.csv", public),
-                ("Thresholds", pd.json_normalize(to_dict(th)))]
-    page = render_html("effx comparison report", _context(results, source, split, metric), sections, plots, md)
+    page = render_html(Page("effx comparison report", _context(results, source, split, metric), results, failed,
+                            ranks, plots, th, metric))
     files["report.html"] = write_text(out / "report.html", page)
     files["reproduce.sh"] = write_reproduce(runs, out, source, metric, split, Path(os.getcwd()))
     return files

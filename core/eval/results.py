@@ -113,7 +113,7 @@ def _pretraining(run: Run) -> str:
 def _stats(values: list[float], prefix: str, best: bool = False) -> dict[str, float]:
     arr = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     out = {f"{prefix}_mean": float(arr.mean()) if arr.size else math.nan,
-           f"{prefix}_std": float(arr.std(ddof=1)) if arr.size > 1 else (0.0 if arr.size else math.nan)}
+           f"{prefix}_std": float(arr.std(ddof=1)) if arr.size > 1 else math.nan}  # one seed: spread unknown
     if best:
         out = {f"{prefix}_best": float(arr.max()) if arr.size else math.nan, **out,
                f"{prefix}_spread": float(arr.max() - arr.min()) if arr.size else math.nan}
@@ -179,6 +179,18 @@ def results_table(runs: list[Run], split: str) -> pd.DataFrame:
     order = {f: i for i, f in enumerate(FAMILY_ORDER)}
     df["_fam"] = df["family"].map(order)
     return df.sort_values(["_fam", "variant", "config_id"], kind="stable").drop(columns="_fam").reset_index(drop=True)
+
+
+def single_seed_std_as_na(df: pd.DataFrame) -> pd.DataFrame:
+    """For the CSV files: a ``*_std`` of a one-seed configuration reads ``n.a.``, not an empty cell
+    (no seeds at all) or a misleading 0.0."""
+    if df.empty or "n_seeds" not in df:
+        return df
+    one = df["n_seeds"] == 1
+    out = df.copy()
+    for col in [c for c in df.columns if c.endswith("_std")]:
+        out[col] = out[col].astype(object).where(~one, "n.a.")
+    return out
 
 
 def failed_table(runs: list[Run]) -> pd.DataFrame:

@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 
+from .fmt import mean_std, number, points
 from .results import FAMILY_ORDER
 
 RANK_COLUMNS = ["config_id", "family", "variant", "positional", "n_seeds", "time_per_epoch_s",
@@ -36,18 +37,6 @@ def rank_by_cost(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return ranked[cols].reset_index(drop=True).rename_axis("rank").reset_index().assign(rank=lambda d: d["rank"] + 1)
 
 
-def _fmt(x, digits: int = 4) -> str:
-    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
-def _pp(a, b) -> str:
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)):
-        return "–"
-    return f"{(a - b) * 100:+.2f}"
-
-
 def _ref_value(df: pd.DataFrame, cid: str, col: str):
     hit = df[df["config_id"] == cid]
     return hit.iloc[0][col] if cid and len(hit) else math.nan
@@ -55,8 +44,8 @@ def _ref_value(df: pd.DataFrame, cid: str, col: str):
 
 def group_header(part: pd.DataFrame) -> str:
     first = part[part["kind"] != "baseline"].iloc[0] if (part["kind"] != "baseline").any() else part.iloc[0]
-    return (f"Device: {first['device']} · batch: {_fmt(first['batch_size'])} · seq_len: {_fmt(first['seq_len'])} "
-            f"· tokenizer vocab: {_fmt(first['tokenizer_vocab_size'])}")
+    return (f"Device: {first['device']} · batch: {number(first['batch_size'])} · seq_len: {number(first['seq_len'])} "
+            f"· tokenizer vocab: {number(first['tokenizer_vocab_size'])}")
 
 
 def comparison_rows(df: pd.DataFrame, metric: str) -> list[str]:
@@ -69,10 +58,10 @@ def comparison_rows(df: pd.DataFrame, metric: str) -> list[str]:
         mem = r["max_gpu_mem_MiB"] if not math.isnan(r["max_gpu_mem_MiB"]) else r["peak_rss_MiB"]
         lines.append(" | ".join([
             f"| {r['family']}", r["variant"], r["positional"] or "–",
-            f"{_fmt(r[col])} ± {_fmt(r[f'{metric}_std'])}", _fmt(r.get(f"{metric}_best", math.nan)),
-            _fmt(r["accuracy_mean"]), _fmt(r["AUROC_mean"]), _fmt(r["time_per_epoch_s"], 2),
-            _fmt(r["train_tokens_per_s"], 0), _fmt(mem, 1),
-            _pp(r[col], _ref_value(df, r["ref_sdpa"], col)), _pp(r[col], _ref_value(df, r["ref_baseline"], col)),
+            mean_std(r[col], r[f"{metric}_std"], r["n_seeds"]), number(r.get(f"{metric}_best", math.nan)),
+            number(r["accuracy_mean"]), number(r["AUROC_mean"]), number(r["time_per_epoch_s"], 2),
+            number(r["train_tokens_per_s"], 0), number(mem, 1),
+            points(r[col], _ref_value(df, r["ref_sdpa"], col)), points(r[col], _ref_value(df, r["ref_baseline"], col)),
             str(r["n_seeds"]), f"{r['PASS_WNF']} |"]))
     return lines
 

@@ -3,6 +3,7 @@
 ``logging.wandb.mode`` is ``offline`` (written under the experiment's ``wandb/`` folder; upload later
 with ``wandb sync``), ``online`` or ``disabled``. The ``WANDB_MODE`` environment variable, when set,
 overrides it. The run id is created once per experiment, so ``-resume`` continues the same W&B run.
+W&B prints nothing (no banner, no run summary) unless ``WANDB_SILENT=false`` asks for its console output.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class WandbLogger:
 
         run_id = ensure_run_id(exp_dir)
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=name, group=group, id=run_id,
-                              resume="allow", mode=mode, dir=str(exp_dir), config=config, reinit=True)
+                              resume="allow", mode=mode, dir=str(exp_dir), config=config, reinit="finish_previous",
+                              settings=wandb.Settings(silent=silent()))
 
     def log(self, data: dict, step: int) -> None:
         if self.run is not None:
@@ -50,6 +52,11 @@ class WandbLogger:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+
+def silent() -> bool:
+    """Quiet unless the user asked for W&B's console output with ``WANDB_SILENT=false`` (or 0/no)."""
+    return os.environ.get("WANDB_SILENT", "true").strip().lower() not in ("false", "0", "no")
 
 
 def ensure_run_id(exp_dir: Path) -> str:
