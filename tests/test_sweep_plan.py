@@ -111,6 +111,8 @@ def test_zero_pretraining_steps_means_a_finetune_from_scratch_with_its_own_archi
     # without pretraining the finetune carries the architecture and tokenizer, never MLM or pretrain.* keys
     assert set(scratch.finetunes[0].sets) == {"model.d_model=64", "tokenizer.vocab_size=500", 'head.pooling="mean"'}
     assert set(pretrained.finetunes[0].sets) == {'head.pooling="mean"'}
+    by_epochs = plan(SweepSpec(name="e", grid={"pretrain.train.epochs": [0, 5]}, baseline=False))
+    assert [(j.name, j.pretrained) for j in by_epochs] == [("e-scratch-0", False), ("e-pre-5", True)]
 
 
 def test_list_marks_jobs_without_pretraining(tmp_path):

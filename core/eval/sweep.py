@@ -19,10 +19,10 @@ Keys go to the pretraining config, the finetune config or both: ``model.*``, ``t
 ``mlm.*`` -> pretraining; ``head.*`` -> finetune; ``seed``, ``data.*``, ``train.*``,
 ``checkpoint.*``, ``logging.*`` -> both; a ``pretrain.`` or ``finetune.`` prefix sends a key to one only.
 
-A combination with ``pretrain.train.max_steps: 0`` has no pretraining: its finetunes train the
-architecture (``model.*``, ``tokenizer.*``) from a fresh initialisation (``effx init --finetune
---no-pretrain``), so one sweep answers "how much does pretraining pay off", e.g.
-``grid: {pretrain.train.max_steps: [0, 1000, 3000]}``.
+A combination with a pretraining budget of zero (``pretrain.train.epochs: 0`` or
+``pretrain.train.max_steps: 0``) has no pretraining: its finetunes train the architecture
+(``model.*``, ``tokenizer.*``) from a fresh initialisation (``effx init --finetune --no-pretrain``),
+so one sweep answers "how much does pretraining pay off", e.g. ``grid: {pretrain.train.epochs: [0, 2, 5]}``.
 
 A *job* is one pretraining plus the finetunes (and their evaluations and baselines) that use it; jobs
 run K at a time, each in its own process (``effx sweep SPEC --job NAME``) and folders. Inside a job,
@@ -147,8 +147,8 @@ def _baseline_key(combo: dict[str, Any]) -> str:
 
 
 def _scratch(combo: dict[str, Any]) -> bool:
-    """A pretraining budget of 0 steps means no pretraining."""
-    return combo.get("pretrain.train.max_steps") == 0
+    """A pretraining budget of 0 epochs or 0 steps means no pretraining."""
+    return combo.get("pretrain.train.max_steps") == 0 or combo.get("pretrain.train.epochs") == 0
 
 
 def _finetune_sets(combo: dict[str, Any]) -> tuple[str, ...]:
