@@ -32,9 +32,7 @@ import attrs
 import torch
 
 import effx
-from effx.errors import ConfigError
-from effx.bounds import at_least
-from effx.masks import as_bool, attn_mask_4d
+from effx import ConfigError, as_bool, at_least, attn_mask_4d
 
 from .features import (
     DEFAULT_FEATURE_EPS,

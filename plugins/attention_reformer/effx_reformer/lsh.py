@@ -33,8 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import effx
-from effx.bounds import BoundsError, at_least
-from effx.masks import as_bool, attn_mask_4d
+from effx import BoundsError, as_bool, at_least, attn_mask_4d
 
 from .chunked import BufferPool, chunked_attention, scratch
 

@@ -7,7 +7,7 @@ Two code paths, chosen by ``impl``:
 * ``fused`` - ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
   kernels where the backend has them).
 
-Both give the zero vector for a query whose keys are all masked (see :mod:`effx.masks`).
+Both give the zero vector for a query whose keys are all masked (see :func:`effx.fully_masked_rows`).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import effx
-from effx.masks import combine, fully_masked_rows
+from effx import combine, fully_masked_rows
 
 
 @attrs.frozen
