@@ -10,7 +10,8 @@ Attention classes may also declare what the report, the bench and the cost rules
 optional, with defaults that make an undeclared third-party attention work everywhere):
 ``family`` (the report's group label; default: the class's own ``name``), ``exact``,
 ``cost_thresholds`` (its default cost rule), ``impl_variants`` (code paths the bench measures
-separately) and :meth:`Attention.exact_reference` (what its fidelity is measured against).
+separately), ``bench_peers`` and ``break_even_target`` (the bench's comparisons and targets) and
+:meth:`Attention.exact_reference` (what its fidelity is measured against).
 Every module component may define :meth:`reset_plugin_parameters`, called once after the
 core's weight initialisation.
 
@@ -30,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import EffxError
+
+SOFTMAX_REFERENCE = "softmax(QK^T)V"  # the name of the default exact reference
 
 
 @attrs.frozen
@@ -147,6 +150,28 @@ class ImplVariant:
         return self.kernel() if self.kernel is not None else contextlib.nullcontext()
 
 
+@attrs.frozen
+class BenchPeer:
+    """A reference implementation outside effx that ``effx bench`` times beside an attention.
+
+    The peer runs in the layer suite only, and only when ``module`` is importable. ``build(spec)``
+    returns ``(fn, module)``: ``fn(q, k, v)`` maps ``[B, H, N, Dh]`` to ``[B, H, N, Dh]`` and
+    ``module`` is the ``nn.Module`` it runs. ``spec`` is the bench's plain dict (``device``,
+    ``head_dim``, ``n``, ...). ``reference`` is what its fidelity is measured against, with the
+    signature of :meth:`Attention.exact_reference` (None: softmax attention). ``speedup_target`` is
+    the bench target "the declaring attention is at least this many times faster (forward +
+    backward) at the largest N both ran"; ``seq_multiple`` the length the peer needs N divisible by.
+    """
+
+    label: str
+    module: str
+    build: Callable[[dict], tuple[Callable, nn.Module]]
+    version: str | None = None
+    speedup_target: float | None = None
+    seq_multiple: int = 1
+    reference: Callable | None = None
+
+
 class _Resettable:
     def reset_plugin_parameters(self) -> None:
         """Re-initialise the component's own parameters after the core's weight initialisation.
@@ -180,8 +205,12 @@ class Attention(_Resettable, nn.Module):
     # default cost rule of a non-exact attention, e.g. {"min_time_reduction": 0.2, "min_memory_reduction":
     # 0.3}; a ``cost.<family>`` entry of the thresholds file overrides it, ``cost.default`` applies if empty
     cost_thresholds: ClassVar[Mapping[str, float]] = {}
-    # code paths the bench measures separately (empty: one row with the default config)
+    # code paths the bench measures separately, the default path first (empty: one row, default config)
     impl_variants: ClassVar[tuple[ImplVariant, ...]] = ()
+    # implementations outside effx the bench times beside this one
+    bench_peers: ClassVar[tuple[BenchPeer, ...]] = ()
+    # bench target: faster (forward + backward) than each exact attention's default path from this N on
+    break_even_target: ClassVar[int | None] = None
 
     @classmethod
     def family_name(cls) -> str:
@@ -196,7 +225,7 @@ class Attention(_Resettable, nn.Module):
         The bench measures fidelity against it. Default: softmax attention ``softmax(QK^T)V``;
         override it when the mechanism approximates another exact form.
         """
-        return F.scaled_dot_product_attention(q[:, :, rows], k, v), "softmax(QK^T)V"  # (B, H, S, Dh)
+        return F.scaled_dot_product_attention(q[:, :, rows], k, v), SOFTMAX_REFERENCE  # (B, H, S, Dh)
 
     @classmethod
     def gradcheck_configs(cls) -> tuple:

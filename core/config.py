@@ -1,7 +1,7 @@
 """Typed, strict configuration: attrs classes at the edge, structured from YAML by cattrs.
 
 * Unknown keys are rejected with the dotted path and a close match
-  (``model.attention: extra fields found (nb_featurs); did you mean 'nb_features'?``).
+  (``model: extra fields found (d_modle); did you mean 'd_model'?``).
 * Wrong types are rejected, never coerced (``model.attention.n_hashes: expected int, got 'four'``).
 * Component sections (``model.attention``, ``model.positional``, ``head``) carry a ``type`` key;
   the rest of the section is structured into that component's own ``Config``.

@@ -10,8 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLORS = {"SDPA": "tab:blue", "Performer": "tab:orange", "Reformer": "tab:green", "TF-IDF+LR": "tab:gray",
-          "other": "tab:purple"}
+from .families import BASELINE_FAMILY  # noqa: E402
+
+BASELINE_COLOR = "tab:gray"
+PALETTE = [c for c in matplotlib.colors.TABLEAU_COLORS if c != BASELINE_COLOR]
 PLOTS = {  # file stem -> (x column, x label)
     "quality_vs_time_per_epoch": ("time_per_epoch_s", "time per epoch [s]"),
     "quality_vs_memory": ("memory_MiB", "peak memory [MiB] (max_gpu_mem_MiB on GPU, peak_rss_MiB on CPU)"),
@@ -24,15 +26,22 @@ def _with_memory(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(memory_MiB=gpu.where(gpu.notna(), cpu))
 
 
+def family_colors(families) -> dict[str, str]:
+    """One colour per family, cycling the palette in report order; the baseline is always grey."""
+    neural = [f for f in dict.fromkeys(families) if f != BASELINE_FAMILY]
+    return {BASELINE_FAMILY: BASELINE_COLOR, **{f: PALETTE[i % len(PALETTE)] for i, f in enumerate(neural)}}
+
+
 def quality_plot(df: pd.DataFrame, x: str, xlabel: str, metric: str, path: Path) -> Path:
     """Mean metric over seeds (error bar: std) against one cost, one colour per attention family."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    colors = family_colors(df["family"])
     for fam, part in df.groupby("family", sort=False):
         part = part[part[x].notna() & part[f"{metric}_mean"].notna()]
         if part.empty:
             continue
         ax.errorbar(part[x], part[f"{metric}_mean"], yerr=part[f"{metric}_std"].fillna(0), fmt="o",
-                    color=COLORS.get(fam, "black"), label=fam, capsize=3)
+                    color=colors[fam], label=fam, capsize=3)
         for _, r in part.iterrows():
             label = f"{r['variant']}/{r['positional']}" if r["positional"] else r["variant"]
             ax.annotate(f"{label} [{r['config_id'][:4]}]", (r[x], r[f"{metric}_mean"]), fontsize=7,

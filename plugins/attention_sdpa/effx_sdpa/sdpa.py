@@ -55,11 +55,21 @@ def explicit_attention(q, k, v, mask, bias, dropout_p: float, training: bool) ->
     return probs @ v  # (B, H, N, Dh)
 
 
+def _flash_kernel():
+    """Force the flash kernel of ``F.scaled_dot_product_attention`` (CUDA only)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+
+
 class SDPAttention(effx.Attention):
     name = "sdpa"
     Config = SDPAConfig
     capabilities = effx.AttentionCapabilities()
     exact = True
+    family = "SDPA"
+    impl_variants = (effx.ImplVariant("fused", {"impl": "fused"}), effx.ImplVariant("explicit", {"impl": "explicit"}),
+                     effx.ImplVariant("flash", {"impl": "fused"}, devices=("cuda",), kernel=_flash_kernel))
 
     def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
         b, h, n, _ = q.shape
