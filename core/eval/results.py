@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .families import BASELINE_TYPE, declared_families, family_of, rank
-from .runs import METRIC_NAMES, Run
+from .runs import Run
 
 IGNORED_PREFIXES = ("seed", "logging.", "checkpoint.", "pretrain.", "tokenizer.path", "data.num_workers",
                     "train.log_every_steps", "train.eval_every_steps", "train.device", "train.eval_batch_size",
@@ -147,9 +147,12 @@ def configuration_row(runs: list[Run], split: str, metric_names: Iterable[str]) 
 
 
 def metric_names(runs: list[Run]) -> list[str]:
-    """The built-in metrics first, then any extra metric a plugin wrote into eval.json."""
-    extra = sorted({m for r in runs for m in r.metrics} - set(METRIC_NAMES))
-    return [*METRIC_NAMES, *extra]
+    """The registered metrics (registration order), then any other metric the runs recorded."""
+    from ..metrics import metric_names as registered
+    from ..plugins import load_registry
+
+    names = registered(load_registry())
+    return [*names, *sorted({m for r in runs for m in r.metrics} - set(names))]
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
