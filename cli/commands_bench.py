@@ -33,7 +33,7 @@ def _command_line() -> str:
 @click.option("--time-cap-s", default=20.0, show_default=True, help="Skip a configuration whose step takes longer.")
 @click.option("--threads", default=0, show_default=True, help="torch threads (0 = torch default).")
 @click.option("--peers/--no-peers", default=True, show_default=True,
-              help="Also run performer-pytorch and reformer-pytorch when installed (pip install 'effx[bench]').")
+              help="Also run the peer implementations the attention plugins declare, when installed.")
 @click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False),
               help="Output folder for results.csv, machine.json, summary.md and the PNG plots.")
 @click.option("--qk-std", default=1.0, show_default=True,

@@ -1,8 +1,9 @@
 """The PyPI Reformer (reformer-pytorch) that ``effx bench`` times beside the effx Reformers.
 
 ``reformer_pytorch.LSHAttention(bucket_size=64, n_hashes=4)`` (Kitaev et al., 2020), an optional
-install, never a dependency of this plugin. It shares queries and keys (it reads ``q`` only), so its
-fidelity is measured against exact shared-QK attention; it needs N divisible by 2 * bucket_size.
+install (``pip install "./plugins/attention_reformer[bench]"``), never a dependency of this plugin.
+It shares queries and keys (it reads ``q`` only), so its fidelity is measured against exact
+shared-QK attention; it needs N divisible by 2 * bucket_size.
 """
 from __future__ import annotations
 
