@@ -131,3 +131,40 @@ def test_overall_precedence():
     assert overall({"a": "PASS", "b": "n.a."}) == "PASS"
     assert overall({"a": "missing: x", "b": "PASS"}) == "INCOMPLETE"
     assert overall({"a": "missing: x", "b": "FAIL"}) == "FAIL"
+
+
+def test_a_third_party_family_is_held_to_the_default_cost_rule_or_its_own_entry(tmp_path):
+    """A family no installed class declares is non-exact: compared with the exact run and held to
+    ``cost.default`` (-20 % time or -30 % memory), or to its own ``cost.<family>`` entry."""
+    rows = [row("s", "SDPA", 0.86), row("x", "toy_linear", 0.86, time=85.0, mem=1000.0)]
+    got = checks(*rows).loc["x"]
+    assert (got["ref_exact"], got["wnf_vs_exact"], got["wnf_cost"]) == ("s", "PASS", "FAIL")
+    path = tmp_path / "th.yaml"
+    path.write_text("cost:\n  toy_linear: {min_time_reduction: 0.15, min_memory_reduction: 0.5}\n")
+    assert checks(*rows, th=load_thresholds(path)).loc["x", "wnf_cost"] == "PASS"
+
+
+def test_declared_family_and_exactness_come_from_the_class():
+    import effx
+    from effx.eval.families import declared_families, family_of
+
+    class Plain(effx.Attention):
+        name = "plain_toy"
+
+    class Grouped(effx.Attention):
+        name = "grouped_toy"
+        family = "Toys"
+        exact = True
+        cost_thresholds = {"min_time_reduction": 0.5}
+
+    class Plugin:
+        @effx.hookimpl
+        def effx_attention_types(self):
+            return [Plain, Grouped]
+
+    reg = effx.load_registry(plugins=[Plugin()], autoload=False)
+    assert family_of("plain_toy", registry=reg) == "plain_toy" and family_of("grouped_toy", registry=reg) == "Toys"
+    assert family_of("not_installed", registry=reg) == "not_installed"
+    fams = declared_families(reg)
+    assert fams["Toys"].exact and not fams["plain_toy"].exact
+    assert Thresholds().cost_for("Toys", fams["Toys"].cost_thresholds).min_time_reduction == 0.5
