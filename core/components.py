@@ -43,7 +43,7 @@ class EmptyConfig:
 class PositionMode(str, enum.Enum):
     """The ways a positional encoding can act on the model."""
 
-    ADDITIVE = "additive"  # vector added to the token embedding (sin, learned)
+    ADDITIVE = "additive"  # vector added to the token embedding (e.g. a sinusoidal or learned table)
     ROTARY = "rotary"  # rotation of q and k before attention (RoPE); applied by the core
     RELATIVE_BIAS = "relative_bias"  # per-head additive score bias b_h(i - j) (T5-style)
 
