@@ -33,7 +33,7 @@ def _command_line() -> str:
 @click.option("--time-cap-s", default=20.0, show_default=True, help="Skip a configuration whose step takes longer.")
 @click.option("--threads", default=0, show_default=True, help="torch threads (0 = torch default).")
 @click.option("--peers/--no-peers", default=True, show_default=True,
-              help="Also run performer-pytorch and reformer-pytorch when installed (pip install 'effx[bench]').")
+              help="Also run the peer implementations the attention plugins declare, when installed.")
 @click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False),
               help="Output folder for results.csv, machine.json, summary.md and the PNG plots.")
 @click.option("--qk-std", default=1.0, show_default=True,
@@ -101,7 +101,7 @@ def bench_train_cmd(seq_lens, types, saver_len, saver_batch, mem_cap_gib, time_c
 @click.option("--n-batches", default=10, show_default=True, help="Optimizer steps per mode and repeat.")
 @click.option("--repeats", default=3, show_default=True, help="Alternating repeats of every mode (median).")
 @click.option("--texts", default=4000, show_default=True, help="Texts sampled from --data.")
-@click.option("--types", default=None, help="Attention types (default: sdpa,performer_favor,reformer_lsh).")
+@click.option("--types", default=None, help="Attention types (default: the first registered type of every family).")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="fp16 is refused on CPU (no fast fp16 matmul kernel there; use bf16).")
 @click.option("--threads", default=0, show_default=True, help="torch threads (0 = torch default).")

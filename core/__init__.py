@@ -1,7 +1,9 @@
 """effx: cost-efficient transformer text classifiers with pluggable attention.
 
-The public surface is small: the hook marker, the component base classes, and the
-load/build functions. Everything else is private and may change.
+The public plugin API is what ``__all__`` lists - the hook marker, the component base classes and
+what they declare, the mask convention helpers, the config validators, the config classes, the
+errors, and the load/build functions - plus the conformance suite :mod:`effx.testing`. Plugins and
+their tests import only these; every other module is private and may change.
 """
 from __future__ import annotations
 
@@ -14,12 +16,23 @@ _LAZY = {
                      "Metric", "PositionalContext", "PositionalEncoding", "PositionMode", "RelativeBias"),
                     "components"),
     **dict.fromkeys(("CapabilityError", "ConfigError", "EffxError", "PluginError", "SequenceTooLongError"), "errors"),
+    **dict.fromkeys(("BenchPeer", "ImplVariant"), "components"),
+    **dict.fromkeys(("as_bool", "attn_mask_4d", "combine", "fully_masked_rows"), "masks"),
+    **dict.fromkeys(("BoundsError", "at_least", "between", "each", "greater_than"), "bounds"),
+    **dict.fromkeys(("AttentionSpec", "ComponentSpec", "HeadSpec", "ModelConfig", "PositionalSpec", "structure"),
+                    "config"),
     "hookimpl": "hookspecs",
     "load_registry": "plugins",
+    "build_model": "model.build",
 }
+_SUBMODULES = ("testing",)  # public subpackages, imported on first use as well
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'effx' has no attribute {name!r}")
@@ -31,14 +44,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-def build_model(*args, **kwargs):
-    """Build an :class:`effx.model.EffxModel` from a ``ModelConfig`` and a head spec (see effx.model)."""
-    from .model.build import build_model as _build
-
-    return _build(*args, **kwargs)
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 __all__ = [
@@ -55,11 +61,29 @@ __all__ = [
     "HeadContext",
     "Metric",
     "EmptyConfig",
+    "ImplVariant",
+    "BenchPeer",
+    "as_bool",
+    "attn_mask_4d",
+    "combine",
+    "fully_masked_rows",
+    "at_least",
+    "between",
+    "each",
+    "greater_than",
+    "ModelConfig",
+    "ComponentSpec",
+    "AttentionSpec",
+    "PositionalSpec",
+    "HeadSpec",
+    "structure",
     "EffxError",
     "ConfigError",
     "PluginError",
     "CapabilityError",
     "SequenceTooLongError",
+    "BoundsError",
     "load_registry",
     "build_model",
+    "testing",
 ]

@@ -2,24 +2,37 @@
 
 A component class carries three class attributes:
 
-* ``name`` - the string users write in YAML (``model.attention.type: sdpa``);
+* ``name`` - the string users write in YAML (``model.attention.type: my_attention``);
 * ``Config`` - a frozen attrs class with every tunable field, typed and defaulted;
 * for attention, ``capabilities`` - what it supports, checked when the model is built.
+
+Attention classes may also declare what the report, the bench and the cost rules need (all
+optional, with defaults that make an undeclared third-party attention work everywhere):
+``family`` (the report's group label; default: the class's own ``name``), ``exact``,
+``cost_thresholds`` (its default cost rule), ``impl_variants`` (code paths the bench measures
+separately), ``bench_peers`` and ``break_even_target`` (the bench's comparisons and targets) and
+:meth:`Attention.exact_reference` (what its fidelity is measured against).
+Every module component may define :meth:`reset_plugin_parameters`, called once after the
+core's weight initialisation.
 
 Components receive only their own ``Config`` instance plus a small frozen context with the
 structural sizes they need (never the whole experiment config).
 """
 from __future__ import annotations
 
+import contextlib
 import enum
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, ContextManager, Mapping
 
 import attrs
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import EffxError
+
+SOFTMAX_REFERENCE = "softmax(QK^T)V"  # the name of the default exact reference
 
 
 @attrs.frozen
@@ -30,7 +43,7 @@ class EmptyConfig:
 class PositionMode(str, enum.Enum):
     """The ways a positional encoding can act on the model."""
 
-    ADDITIVE = "additive"  # vector added to the token embedding (sin, learned)
+    ADDITIVE = "additive"  # vector added to the token embedding (e.g. a sinusoidal or learned table)
     ROTARY = "rotary"  # rotation of q and k before attention (RoPE); applied by the core
     RELATIVE_BIAS = "relative_bias"  # per-head additive score bias b_h(i - j) (T5-style)
 
@@ -119,7 +132,58 @@ class RelativeBias:
         return torch.gather(table, 2, idx.reshape(b, heads, -1)).reshape(offset)
 
 
-class Attention(nn.Module):
+@attrs.frozen
+class ImplVariant:
+    """One code path of an attention that the bench measures as its own row, labelled ``type[name]``.
+
+    ``config`` holds the ``Config`` fields that select the path; ``devices`` the device types it
+    runs on; ``kernel``, if given, returns a context manager entered around every call of the path
+    (for example one that forces a particular torch kernel).
+    """
+
+    name: str
+    config: Mapping[str, Any] = attrs.field(factory=dict)
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    kernel: Callable[[], ContextManager] | None = None
+
+    def context(self) -> ContextManager:
+        return self.kernel() if self.kernel is not None else contextlib.nullcontext()
+
+
+@attrs.frozen
+class BenchPeer:
+    """A reference implementation outside effx that ``effx bench`` times beside an attention.
+
+    The peer runs in the layer suite only, and only when ``module`` is importable. ``build(spec)``
+    returns ``(fn, module)``: ``fn(q, k, v)`` maps ``[B, H, N, Dh]`` to ``[B, H, N, Dh]`` and
+    ``module`` is the ``nn.Module`` it runs. ``spec`` is the bench's plain dict (``device``,
+    ``head_dim``, ``n``, ...). ``reference`` is what its fidelity is measured against, with the
+    signature of :meth:`Attention.exact_reference` (None: softmax attention). ``speedup_target`` is
+    the bench target "the declaring attention is at least this many times faster (forward +
+    backward) at the largest N both ran"; ``seq_multiple`` the length the peer needs N divisible by.
+    """
+
+    label: str
+    module: str
+    build: Callable[[dict], tuple[Callable, nn.Module]]
+    version: str | None = None
+    speedup_target: float | None = None
+    seq_multiple: int = 1
+    reference: Callable | None = None
+
+
+class _Resettable:
+    def reset_plugin_parameters(self) -> None:
+        """Re-initialise the component's own parameters after the core's weight initialisation.
+
+        :func:`effx.build_model` first initialises every linear and embedding weight of the model
+        BERT-style (``N(0, 0.02)``), then calls this method once on every component; override it
+        when your parameters need another initialisation (e.g. a learned position table). The
+        default does nothing.
+        """
+
+
+class Attention(_Resettable, nn.Module):
     """Base class of attention plugins.
 
     The core owns the Q/K/V/output projections and the head split. ``forward`` receives
@@ -136,6 +200,32 @@ class Attention(nn.Module):
     content_routed: ClassVar[bool] = False
     # relative error vs exact attention with the same dense relative bias that effx.testing allows
     rel_bias_tolerance: ClassVar[float] = 1e-4
+    # the report's group label; variants of one mechanism share it (None: the class's own name)
+    family: ClassVar[str | None] = None
+    # default cost rule of a non-exact attention, e.g. {"min_time_reduction": 0.2, "min_memory_reduction":
+    # 0.3}; a ``cost.<family>`` entry of the thresholds file overrides it, ``cost.default`` applies if empty
+    cost_thresholds: ClassVar[Mapping[str, float]] = {}
+    # code paths the bench measures separately, the default path first (empty: one row, default config)
+    impl_variants: ClassVar[tuple[ImplVariant, ...]] = ()
+    # implementations outside effx the bench times beside this one
+    bench_peers: ClassVar[tuple[BenchPeer, ...]] = ()
+    # bench target: faster (forward + backward) than each exact attention's default path from this N on
+    break_even_target: ClassVar[int | None] = None
+
+    @classmethod
+    def family_name(cls) -> str:
+        """The report's group label: ``family`` if declared, else ``name``."""
+        return cls.family or cls.name
+
+    def exact_reference(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        rows: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """The exact attention this one approximates, for query ``rows`` only, and its name.
+
+        ``q, k, v`` are ``[B, H, N, Dh]`` fp32 and ``rows`` a ``[S]`` index; returns ``[B, H, S, Dh]``.
+        The bench measures fidelity against it. Default: softmax attention ``softmax(QK^T)V``;
+        override it when the mechanism approximates another exact form.
+        """
+        return F.scaled_dot_product_attention(q[:, :, rows], k, v), SOFTMAX_REFERENCE  # (B, H, S, Dh)
 
     @classmethod
     def gradcheck_configs(cls) -> tuple:
@@ -160,7 +250,7 @@ class Attention(nn.Module):
         raise NotImplementedError
 
 
-class PositionalEncoding(nn.Module):
+class PositionalEncoding(_Resettable, nn.Module):
     """Base class of positional-encoding plugins; implement the method matching ``mode``.
 
     * ``ADDITIVE``: :meth:`embed` returns ``[N, D]`` added to token embeddings.
@@ -187,7 +277,7 @@ class PositionalEncoding(nn.Module):
         raise NotImplementedError(f"{self.name} is not a relative-bias encoding")
 
 
-class Head(nn.Module):
+class Head(_Resettable, nn.Module):
     """Base class of heads. ``forward(hidden [B, N, D], attention_mask [B, N] bool) -> logits``.
 
     A head whose ``task`` is ``"mlm"`` decodes each position independently: in training it is called

@@ -1,7 +1,7 @@
 """Typed, strict configuration: attrs classes at the edge, structured from YAML by cattrs.
 
 * Unknown keys are rejected with the dotted path and a close match
-  (``model.attention: extra fields found (nb_featurs); did you mean 'nb_features'?``).
+  (``model: extra fields found (d_modle); did you mean 'd_model'?``).
 * Wrong types are rejected, never coerced (``model.attention.n_hashes: expected int, got 'four'``).
 * Component sections (``model.attention``, ``model.positional``, ``head``) carry a ``type`` key;
   the rest of the section is structured into that component's own ``Config``.
@@ -176,6 +176,8 @@ class TrainConfig:
     eval_every_steps: Optional[int] = attrs.field(default=None, validator=optional(at_least(1)))
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    # every registered metric is computed; ``metrics.<name>`` holds that metric's Config fields
+    metrics: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -359,7 +361,24 @@ def structure(data: Any, cls: type, registry=None, root: str = "") -> Any:
         obj = conv.structure(data, cls)
     except (ClassValidationError, IterableValidationError, _Mismatch, ConfigError) as exc:
         raise config_error(exc, root) from None
-    return fill_defaults(obj, registry) if registry is not None else obj
+    if registry is None:
+        return obj
+    if isinstance(obj, (ExperimentConfig, TrainConfig)):  # a bad metric section fails at load time
+        train = obj.train if isinstance(obj, ExperimentConfig) else obj
+        metric_configs(train.metrics, registry, root=".".join(p for p in (root, "" if train is obj else "train") if p))
+    return fill_defaults(obj, registry)
+
+
+def metric_configs(section: dict[str, Any], registry, root: str = "train") -> dict[str, Any]:
+    """The typed Config of every registered metric: its ``metrics.<name>`` section, else its defaults.
+
+    A section naming no registered metric, or holding a field its Config lacks, is a one-line error.
+    """
+    where = f"{root}.metrics" if root else "metrics"
+    for name in section:
+        registry.get("metric", name, where)
+    return {name: structure(section.get(name) or {}, entry.cls.Config, root=f"{where}.{name}")
+            for name, entry in registry.entries["metric"].items()}
 
 
 def fill_defaults(obj: Any, registry) -> Any:

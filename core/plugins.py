@@ -4,7 +4,7 @@ Environment switches (also available as arguments of :func:`load_registry`):
 
 * ``EFFX_DISABLE_PLUGIN_AUTOLOAD=1`` - load no entry points, only the built-ins and plugins passed
   explicitly;
-* ``EFFX_LOAD_PLUGINS=sdpa,positional`` - load only the listed entry-point names;
+* ``EFFX_LOAD_PLUGINS=name1,name2`` - load only the listed entry-point names;
 * ``EFFX_TRACE_PLUGINS=1`` - print every hook call and its results to stderr.
 """
 from __future__ import annotations
@@ -30,20 +30,6 @@ HOOK_OF_KIND = {
     "head": "effx_head_types",
     "metric": "effx_metric_types",
 }
-# Which distribution to install for the components this repository ships.
-KNOWN_PROVIDERS = {
-    "sdpa": "effx-attention-sdpa (pip install ./plugins/attention_sdpa)",
-    "reformer_lsh": "effx-attention-reformer (pip install ./plugins/attention_reformer)",
-    "reformer_balanced": "effx-attention-reformer (pip install ./plugins/attention_reformer)",
-    "performer_favor": "effx-attention-performer (pip install ./plugins/attention_performer)",
-    "performer_favor_pp": "effx-attention-performer (pip install ./plugins/attention_performer)",
-    "sin": "effx-positional (pip install ./plugins/positional)",
-    "learned": "effx-positional (pip install ./plugins/positional)",
-    "relative": "effx-positional (pip install ./plugins/positional)",
-    "rope": "effx-positional (pip install ./plugins/positional)",
-}
-
-
 @attrs.frozen
 class Entry:
     """One registered component: its kind, name, class and providing distribution."""
@@ -96,24 +82,44 @@ class Registry:
         try:
             return self.entries[kind][name]
         except KeyError:
-            raise ConfigError(unknown_message(kind, name, self.names(kind), path)) from None
+            raise ConfigError(unknown_message(kind, name, self.names(kind), path, self.pm)) from None
 
     def __iter__(self):
         for kind in KINDS:
             yield from (self.entries[kind][n] for n in self.names(kind))
 
 
-def unknown_message(kind: str, name: Any, installed: list[str], path: str | None) -> str:
+def unknown_message(kind: str, name: Any, installed: list[str], path: str | None,
+                    pm: pluggy.PluginManager | None = None) -> str:
     where = f"{path}: " if path else ""
     msg = f"{where}unknown {kind} '{name}'. Installed: {', '.join(installed) or 'none'}."
     close = difflib.get_close_matches(str(name), installed, n=1)
+    provider = None if close or pm is None else unloaded_provider(kind, str(name), pm)
     if close:
         msg += f" Did you mean '{close[0]}'?"
-    elif name in KNOWN_PROVIDERS:
-        msg += f" It is provided by {KNOWN_PROVIDERS[name]}."
+    elif provider is not None:
+        msg += (f" It is provided by {provider}, which is installed but not loaded: check "
+                f"EFFX_DISABLE_PLUGIN_AUTOLOAD and EFFX_LOAD_PLUGINS (or the autoload/only arguments).")
     else:
         msg += f" Install the package that provides it (entry-point group '{ENTRY_POINT_GROUP}'); see `effx plugins`."
     return msg
+
+
+def unloaded_provider(kind: str, name: str, pm: pluggy.PluginManager) -> str | None:
+    """``"<distribution> <version> (entry point '<ep>')"`` of an installed plugin this manager did not
+    load whose ``kind`` hook returns a class named ``name``; None if there is none."""
+    for ep in _entry_points():
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            hook = getattr(ep.load(), HOOK_OF_KIND[kind], None)
+            classes = hook() if callable(hook) else []
+        except Exception:  # a broken install is reported when it is loaded, not in this hint
+            continue
+        if any(getattr(c, "name", None) == name for c in classes or []):
+            dist = f"{ep.dist.metadata['Name']} {ep.dist.version}" if ep.dist is not None else "a package"
+            return f"{dist} (entry point '{ep.name}')"
+    return None
 
 
 def _env_flag(name: str) -> bool:

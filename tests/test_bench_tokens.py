@@ -50,7 +50,7 @@ def test_step_suite_adds_the_hf_row_only_when_transformers_is_installed(monkeypa
     reg = effx.load_registry()
     s = BenchSettings(mode="step", seq_lens=(128, 512), types=("sdpa[fused]",), step_tokens=4096)
     for installed in (True, False):
-        monkeypatch.setattr(plan, "available_peers", lambda peers=plan.PEERS, ok=installed: list(peers) if ok else [])
+        monkeypatch.setattr(plan, "available_peers", lambda peers, ok=installed: list(peers) if ok else [])
         labels = [(x["label"], x["n"], x["batch"]) for x in plan.step_specs(s, reg)]
         hf = [x for x in labels if x[0] == "hf-bert"]
         assert hf == ([("hf-bert", 128, 32), ("hf-bert", 512, 8)] if installed else [])

@@ -75,20 +75,6 @@ def test_fidelity_reference_is_exact_attention():
     assert len(fidelity_rows(1000, 16)) == 16 and fidelity_rows(8, 16).tolist() == list(range(8))
 
 
-def test_shared_qk_reference_matches_dense_shared_qk_attention():
-    spec = {"device": "cpu", "dtype": "fp32", "batch": 1, "heads": 1, "n": 32, "head_dim": 8, "fidelity_rows": 32}
-
-    def shared_qk(q, k, v):
-        kn = torch.nn.functional.normalize(q, dim=-1)
-        s = q @ kn.transpose(-2, -1) / 8**0.5  # (B, H, N, N)
-        s = s.masked_fill(torch.eye(q.shape[-2], dtype=torch.bool), -5e4)
-        return s.softmax(-1) @ v
-
-    work = LayerWorkload(spec, shared_qk, torch.nn.Identity(), shared_qk=True)
-    err, ref = work.fidelity(work.forward())
-    assert err < 1e-6 and ref.startswith("shared-QK")
-
-
 def _rows():
     rows = []
     for n, fused, perf, peer in [(512, 10, 12, 20), (1024, 30, 20, 40), (2048, 100, 40, 80), (4096, 400, 80, 160)]:
@@ -187,16 +173,16 @@ def test_flash_row_forces_the_flash_kernel_and_stays_exact():
     """The ``sdpa[flash]`` row (listed on CUDA only) runs fused sdpa with every other kernel
     disabled; PyTorch's CPU flash kernel lets the same code path run here."""
     from effx.bench.plan import variants
-    from effx.bench.workloads import effx_layer, sdpa_backend
+    from effx.bench.workloads import effx_layer, kernel_context
 
     registry = effx.load_registry()
-    assert ("sdpa[flash]", "sdpa", {"impl": "fused"}, True) in variants(registry, ("sdpa",), "cuda")
-    assert all(not flash for *_, flash in variants(registry, ("sdpa",), "cpu"))
-    with sdpa_backend({"flash": True}):
+    assert ("sdpa[flash]", "sdpa", {"impl": "fused"}, "flash") in variants(registry, ("sdpa",), "cuda")
+    assert all(variant != "flash" for *_, variant in variants(registry, ("sdpa",), "cpu"))
+    with kernel_context({"type": "sdpa", "variant": "flash"}):
         assert torch.backends.cuda.flash_sdp_enabled() and not torch.backends.cuda.math_sdp_enabled()
     assert torch.backends.cuda.math_sdp_enabled()  # restored on exit
     spec = {"device": "cpu", "dtype": "fp32", "batch": 2, "heads": 2, "n": 96, "head_dim": 16,
-            "fidelity_rows": 24, "type": "sdpa", "config": {"impl": "fused"}, "flash": True}
+            "fidelity_rows": 24, "type": "sdpa", "config": {"impl": "fused"}, "variant": "flash"}
     work = effx_layer(spec)
     assert work.fidelity(work.forward())[0] < 1e-5
     work.train_step()  # backward under flash-only: no "No available kernel" error

@@ -36,11 +36,15 @@ def test_unknown_component_lists_installed_and_close_match(reg):
     assert "sdpa" in msg and "Did you mean 'sdpa'?" in msg and "\n" not in msg
 
 
-def test_unknown_component_not_installed_names_package():
-    reg = load_registry(autoload=False)  # only built-ins: no attention installed
+def test_unknown_component_not_loaded_names_package():
+    reg = load_registry(autoload=False)  # only built-ins loaded; the plugin is installed, not loaded
     with pytest.raises(ConfigError) as exc:
         structure({"model": {"attention": {"type": "performer_favor"}}}, ExperimentConfig, reg)
-    assert "pip install ./plugins/attention_performer" in str(exc.value)
+    msg = str(exc.value)
+    assert "provided by effx-attention-performer" in msg and "entry point 'performer'" in msg
+    assert "installed but not loaded" in msg and "\n" not in msg
+    with pytest.raises(ConfigError, match="Install the package that provides it"):
+        structure({"model": {"attention": {"type": "no_such_attention"}}}, ExperimentConfig, reg)
 
 
 def test_int_accepted_for_float_but_not_string_for_int(reg):

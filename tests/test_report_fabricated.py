@@ -100,13 +100,13 @@ def test_gpu_memory_variants_and_pass(runs, tmp_path):
     df = build_report(runs, tmp_path / "rep").results
     lsh, sdpa, base = _by(df, "lsh-s0"), _by(df, "sdpa-s0"), _by(df, "tfidf")
     assert lsh["family"] == "Reformer" and _by(df, "bal-s0")["family"] == "Reformer"
-    assert lsh["ref_sdpa"] == sdpa["config_id"] and lsh["ref_baseline"] == base["config_id"]
+    assert lsh["ref_exact"] == sdpa["config_id"] and lsh["ref_baseline"] == base["config_id"]
     assert sdpa["max_gpu_mem_MiB"] == 1000.0 and math.isnan(sdpa["peak_rss_MiB"])
     assert base["peak_rss_MiB"] == 300.0 and math.isnan(base["max_gpu_mem_MiB"])
     assert sdpa["device"] == "cuda: NVIDIA H100" and sdpa["infer_tokens_per_s"] == 500.0
     assert sdpa["macro_F1_spread"] == pytest.approx(0.008) and sdpa["PASS_WNF"] == "PASS"
     # reformer_lsh: +4.65 pp over baseline, 0.6 pp under SDPA, time -20 % -> passes every threshold
-    assert [lsh[c] for c in ("wnf_vs_baseline", "wnf_vs_sdpa", "wnf_cost", "wnf_seeds", "wnf_spread")] == ["PASS"] * 5
+    assert [lsh[c] for c in ("wnf_vs_baseline", "wnf_vs_exact", "wnf_cost", "wnf_seeds", "wnf_spread")] == ["PASS"] * 5
     assert lsh["PASS_WNF"] == "PASS"
     # reformer_balanced: memory -30 % passes cost even though time is only -10 %
     assert _by(df, "bal-s0")["wnf_cost"] == "PASS"
@@ -133,8 +133,8 @@ def test_metric_choice_and_errors(runs, tmp_path):
     with pytest.raises(EffxError, match="no finetune or baseline experiments"):
         build_report(tmp_path / "rep" / "configs", tmp_path / "rep2")
     bad = tmp_path / "th.yaml"
-    bad.write_text("quality:\n  sdpa_min_gain_over_baseline: 5\n")
-    with pytest.raises(EffxError, match="extra fields found.*did you mean 'sdpa_min_gain_over_baseline_pp'"):
+    bad.write_text("quality:\n  exact_min_gain_over_baseline: 5\n")
+    with pytest.raises(EffxError, match="extra fields found.*did you mean 'exact_min_gain_over_baseline_pp'"):
         build_report(runs, tmp_path / "rep", thresholds=bad)
     edited = tmp_path / "th2.yaml"
     edited.write_text("stability:\n  min_seeds: 2\n  allow_failed_runs: true\n")

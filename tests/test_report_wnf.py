@@ -6,7 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from effx.eval.thresholds import Thresholds, load_thresholds
+from effx.eval.families import declared_families
+from effx.eval.thresholds import CostThreshold, Thresholds, load_thresholds
 from effx.eval.wnf import WNF_COLUMNS, add_pass_wnf, overall
 
 
@@ -29,10 +30,13 @@ def checks(*rows, th=None):
 def test_defaults_file_matches_spec():
     th = load_thresholds()
     assert th == Thresholds()
-    assert (th.quality.sdpa_min_gain_over_baseline_pp, th.quality.efficient_min_gain_over_baseline_pp,
-            th.quality.efficient_max_drop_vs_sdpa_pp) == (5.0, 3.0, 1.0)
-    assert (th.cost.performer.min_time_reduction, th.cost.performer.min_memory_reduction) == (0.20, 0.30)
-    assert (th.cost.reformer.min_time_reduction, th.cost.reformer.min_memory_reduction) == (0.15, 0.25)
+    assert (th.quality.exact_min_gain_over_baseline_pp, th.quality.efficient_min_gain_over_baseline_pp,
+            th.quality.efficient_max_drop_vs_exact_pp) == (5.0, 3.0, 1.0)
+    families = declared_families()
+    performer, reformer = (th.cost_for(f, families[f].cost_thresholds) for f in ("Performer", "Reformer"))
+    assert (performer.min_time_reduction, performer.min_memory_reduction) == (0.20, 0.30)
+    assert (reformer.min_time_reduction, reformer.min_memory_reduction) == (0.15, 0.25)
+    assert th.cost_for("AnyOtherFamily") == th.cost["default"] == CostThreshold(0.20, 0.30)
     assert (th.stability.min_seeds, th.stability.max_spread_pp) == (3, 1.0)
 
 
@@ -40,7 +44,7 @@ def test_defaults_file_matches_spec():
 def test_sdpa_gain_over_baseline_at_5pp(f1, expected):
     got = checks(row("s", "SDPA", f1)).loc["s"]
     assert got["wnf_vs_baseline"] == expected
-    assert got["wnf_vs_sdpa"] == got["wnf_cost"] == "n.a."
+    assert got["wnf_vs_exact"] == got["wnf_cost"] == "n.a."
     assert got["PASS_WNF"] == expected
     assert got["ref_baseline"] == "base"
 
@@ -55,8 +59,8 @@ def test_sdpa_gain_over_baseline_at_5pp(f1, expected):
 ])
 def test_efficient_quality_thresholds(family, f1, base_ok, sdpa_ok):
     got = checks(row("s", "SDPA", 0.85), row("x", family, f1, time=50.0)).loc["x"]
-    assert (got["wnf_vs_baseline"], got["wnf_vs_sdpa"]) == (base_ok, sdpa_ok)
-    assert got["ref_sdpa"] == "s"
+    assert (got["wnf_vs_baseline"], got["wnf_vs_exact"]) == (base_ok, sdpa_ok)
+    assert got["ref_exact"] == "s"
     assert got["PASS_WNF"] == ("PASS" if base_ok == sdpa_ok == "PASS" else "FAIL")
 
 
@@ -106,7 +110,7 @@ def test_references_only_within_same_configuration_and_group():
     other_arch = row("s3", "SDPA", 0.95, arch="B")             # e.g. other positional encoding
     other_data = row("b2", "TF-IDF+LR", 0.10, kind="baseline", data="D2", n_seeds=1)
     got = checks(other_group, other_arch, other_data, row("x", "Performer", 0.90, time=50.0)).loc["x"]
-    assert got["wnf_vs_sdpa"].startswith("missing") and got["wnf_cost"].startswith("missing")
+    assert got["wnf_vs_exact"].startswith("missing") and got["wnf_cost"].startswith("missing")
     assert got["ref_baseline"] == "base" and got["wnf_vs_baseline"] == "PASS"
     assert got["PASS_WNF"] == "INCOMPLETE"
 
@@ -127,3 +131,40 @@ def test_overall_precedence():
     assert overall({"a": "PASS", "b": "n.a."}) == "PASS"
     assert overall({"a": "missing: x", "b": "PASS"}) == "INCOMPLETE"
     assert overall({"a": "missing: x", "b": "FAIL"}) == "FAIL"
+
+
+def test_a_third_party_family_is_held_to_the_default_cost_rule_or_its_own_entry(tmp_path):
+    """A family no installed class declares is non-exact: compared with the exact run and held to
+    ``cost.default`` (-20 % time or -30 % memory), or to its own ``cost.<family>`` entry."""
+    rows = [row("s", "SDPA", 0.86), row("x", "toy_linear", 0.86, time=85.0, mem=1000.0)]
+    got = checks(*rows).loc["x"]
+    assert (got["ref_exact"], got["wnf_vs_exact"], got["wnf_cost"]) == ("s", "PASS", "FAIL")
+    path = tmp_path / "th.yaml"
+    path.write_text("cost:\n  toy_linear: {min_time_reduction: 0.15, min_memory_reduction: 0.5}\n")
+    assert checks(*rows, th=load_thresholds(path)).loc["x", "wnf_cost"] == "PASS"
+
+
+def test_declared_family_and_exactness_come_from_the_class():
+    import effx
+    from effx.eval.families import declared_families, family_of
+
+    class Plain(effx.Attention):
+        name = "plain_toy"
+
+    class Grouped(effx.Attention):
+        name = "grouped_toy"
+        family = "Toys"
+        exact = True
+        cost_thresholds = {"min_time_reduction": 0.5}
+
+    class Plugin:
+        @effx.hookimpl
+        def effx_attention_types(self):
+            return [Plain, Grouped]
+
+    reg = effx.load_registry(plugins=[Plugin()], autoload=False)
+    assert family_of("plain_toy", registry=reg) == "plain_toy" and family_of("grouped_toy", registry=reg) == "Toys"
+    assert family_of("not_installed", registry=reg) == "not_installed"
+    fams = declared_families(reg)
+    assert fams["Toys"].exact and not fams["plain_toy"].exact
+    assert Thresholds().cost_for("Toys", fams["Toys"].cost_thresholds).min_time_reduction == 0.5

@@ -3,7 +3,7 @@
 For every registered attention type (each ``impl`` choice separately) and each sequence length it
 measures forward and forward+backward time, tokens/s and peak memory of (a) the attention layer
 alone and (b) one encoder training step, plus the relative output error against exact attention,
-with the PyPI peers (performer-pytorch, reformer-pytorch) side by side when installed. Every
+with the peer implementations the attention plugins declare side by side when installed. Every
 configuration runs in a fresh process (see :mod:`effx.bench.memory`).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Imported once by the bench's forkserver so every per-configuration process starts warm.
 
-It imports torch, effx, every installed plugin and the optional PyPI peers; it runs no tensor op,
-so the forked processes inherit no thread pools and no allocator state.
+It imports torch, effx, every installed plugin and the installed PyPI peers the attentions declare;
+it runs no tensor op, so the forked processes inherit no thread pools and no allocator state.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import effx.bench.worker  # noqa: F401
 import effx.config  # noqa: F401
 import effx.bench.workloads  # noqa: F401
 
-effx.load_registry()
-for _peer in ("performer_pytorch", "reformer_pytorch"):
-    if importlib.util.find_spec(_peer) is not None:
-        importlib.import_module(_peer)
+for _entry in effx.load_registry().entries["attention"].values():
+    for _peer in _entry.cls.bench_peers:
+        if importlib.util.find_spec(_peer.module) is not None:
+            importlib.import_module(_peer.module)
 gc.freeze()  # the children's gc.collect() then skips the ~1e6 objects of torch and sympy

@@ -49,8 +49,8 @@ def _base(s: TrainSettings) -> dict:
 def train_specs(s: TrainSettings, registry) -> list[dict]:
     rows = plan.variants(registry, s.types, s.device)
     specs = []
-    for label, name, config, flash in rows:
-        common = {**_base(s), "type": name, "config": config, "flash": flash,
+    for label, name, config, impl in rows:
+        common = {**_base(s), "type": name, "config": config, "variant": impl,
                   "exact": registry.get("attention", name).cls.exact}
         for variant, ckpt, accum in SAVERS:
             specs.append({**common, "suite": "savers", "label": f"{label} {variant}", "n": s.saver_len,

@@ -1,56 +1,62 @@
-"""Which rows a bench run measures: every registered attention type, each ``impl`` choice separately.
+"""Which rows a bench run measures: every registered attention type, each implementation variant separately.
 
-An attention whose ``Config`` has an ``impl`` field with ``Literal`` choices (``sdpa``: fused and
-explicit) gets one row per choice, labelled ``type[impl]``; on CUDA the fused sdpa path also gets a
-``sdpa[flash]`` row with the flash kernel forced. Peers are the PyPI reference implementations,
-run only in the layer suite and only when importable.
+An attention that declares ``impl_variants`` gets one row per variant that runs on the device,
+labelled ``type[variant]``; one that declares none gets one row with its default config. Peers are
+the PyPI implementations the attentions declare (``bench_peers``), run only in the layer suite and
+only when importable.
 """
 from __future__ import annotations
 
 import importlib.util
-import typing
-
-import attrs
 
 from ..errors import ConfigError
 from ..plugins import Registry, unknown_message
 from .settings import BenchSettings
-from .workloads import PEERS, STEP_PEERS
+from .workloads import STEP_PEERS
+
+Variant = tuple[str, str, dict, str | None]  # (label, type, config, variant name or None)
 
 
-def impl_choices(cls: type) -> tuple[str, ...]:
-    attrs.resolve_types(cls.Config)
-    for f in attrs.fields(cls.Config):
-        if f.name == "impl" and typing.get_origin(f.type) is typing.Literal:
-            return typing.get_args(f.type)
-    return ()
+def _variants_of(name: str, cls: type, only: str, device: str) -> list[Variant]:
+    declared = cls.impl_variants
+    if only:
+        if only not in [v.name for v in declared]:
+            choices = ", ".join(v.name for v in declared) or "none"
+            raise ConfigError(f"--types: {name} has no implementation variant '{only}'; variants: {choices}")
+        declared = tuple(v for v in declared if v.name == only)
+        if device not in declared[0].devices:
+            raise ConfigError(f"--types: {name}[{only}] runs on {', '.join(declared[0].devices)} only, not {device}")
+    else:
+        declared = tuple(v for v in declared if device in v.devices)
+    if not declared:
+        return [(name, name, {}, None)]
+    return [(f"{name}[{v.name}]", name, dict(v.config), v.name) for v in declared]
 
 
-def variants(registry: Registry, types: tuple[str, ...] | None, device: str) -> list[tuple[str, str, dict, bool]]:
-    """``(label, type, config, flash)`` for every attention row, registry order."""
+def variants(registry: Registry, types: tuple[str, ...] | None, device: str) -> list[Variant]:
+    """``(label, type, config, variant)`` for every attention row, registry order."""
     names = registry.names("attention")
     wanted = names if types is None else list(types)
     out = []
     for want in wanted:
-        name, _, only = want.partition("[")  # "sdpa[fused]" selects one impl
+        name, _, only = want.partition("[")  # "type[variant]" selects one variant
         if name not in names:
-            raise ConfigError(unknown_message("attention", name, names, "--types"))
-        choices = impl_choices(registry.get("attention", name).cls)
-        if only:
-            if only.rstrip("]") not in choices:
-                raise ConfigError(f"--types: {name} has no impl '{only.rstrip(']')}'; choices: {', '.join(choices)}")
-            choices = (only.rstrip("]"),)
-        if not choices:
-            out.append((name, name, {}, False))
-            continue
-        for impl in choices:
-            out.append((f"{name}[{impl}]", name, {"impl": impl}, False))
-        if device == "cuda" and "fused" in choices:
-            out.append((f"{name}[flash]", name, {"impl": "fused"}, True))
+            raise ConfigError(unknown_message("attention", name, names, "--types", registry.pm))
+        out += _variants_of(name, registry.get("attention", name).cls, only.rstrip("]"), device)
     return out
 
 
-def available_peers(peers: dict = PEERS) -> list[str]:
+def layer_peers(registry: Registry, types: list[str]) -> dict[str, tuple[str, object]]:
+    """``label -> (declaring type, BenchPeer)`` for the peers of the measured types, first declaration wins."""
+    out: dict[str, tuple[str, object]] = {}
+    for name in types:
+        for peer in registry.get("attention", name).cls.bench_peers:
+            out.setdefault(peer.label, (name, peer))
+    return out
+
+
+def available_peers(peers: dict) -> list[str]:
+    """The labels of ``peers`` (``label -> (module, version)``) whose module is importable."""
     return [p for p, (mod, _) in peers.items() if importlib.util.find_spec(mod) is not None]
 
 
@@ -80,24 +86,26 @@ def base_spec(s: BenchSettings) -> dict:
 def layer_specs(s: BenchSettings, registry: Registry) -> list[dict]:
     base = {**base_spec(s), "suite": "layer", "batch": s.batch}
     specs = []
-    for label, name, config, flash in variants(registry, s.types, s.device):
+    rows = variants(registry, s.types, s.device)
+    for label, name, config, variant in rows:
         exact = registry.get("attention", name).cls.exact
-        specs += [{**base, "label": label, "type": name, "config": config, "flash": flash, "source": "effx", "n": n,
-                   "exact": exact} for n in s.seq_lens]
+        specs += [{**base, "label": label, "type": name, "config": config, "variant": variant, "source": "effx",
+                   "n": n, "exact": exact} for n in s.seq_lens]
     if s.peers:
-        for peer in available_peers():
-            # reformer-pytorch needs N divisible by 2 * bucket_size (128)
-            specs += [{**base, "label": peer, "type": None, "config": {}, "source": "peer", "n": n, "exact": False}
-                      for n in s.seq_lens if peer != "reformer-pytorch" or n % 128 == 0]
+        peers = layer_peers(registry, list(dict.fromkeys(name for _, name, _, _ in rows)))
+        for label in available_peers({lab: (p.module, p.version) for lab, (_, p) in peers.items()}):
+            of_type, peer = peers[label]
+            specs += [{**base, "label": label, "type": None, "peer_of": of_type, "config": {}, "source": "peer",
+                       "n": n, "exact": False} for n in s.seq_lens if n % peer.seq_multiple == 0]
     return specs
 
 
 def step_specs(s: BenchSettings, registry: Registry) -> list[dict]:
     base = {**base_spec(s), "suite": "step", "heads": s.heads, "head_dim": s.d_model // s.heads}
     specs = [
-        {**base, "label": label, "type": name, "config": config, "flash": flash, "source": "effx", "n": n,
+        {**base, "label": label, "type": name, "config": config, "variant": variant, "source": "effx", "n": n,
          "batch": s.step_batch(n), "exact": registry.get("attention", name).cls.exact}
-        for label, name, config, flash in variants(registry, s.types, s.device)
+        for label, name, config, variant in variants(registry, s.types, s.device)
         for n in s.seq_lens
     ]
     if s.peers:

@@ -91,14 +91,20 @@ def _note(r) -> str:
     return ""
 
 
+def _reference_note(ref) -> str:
+    """Name the exact reference of a row's error when it is not plain softmax attention."""
+    from ..components import SOFTMAX_REFERENCE
+
+    return "" if not isinstance(ref, str) or ref in ("", SOFTMAX_REFERENCE) else f" (vs {ref})"
+
+
 def results_table(df: pd.DataFrame, suite: str) -> str:
     sub = df[df["suite"] == suite]
     header = ["attention", "N", "B", "fwd ms", "fwd+bwd ms", "fwd+bwd tok/s", "fwd peak MiB",
               "fwd+bwd peak MiB", "rel err", "note"]
     rows = [[r.label, r.seq_len, r.batch, _fmt(r.fwd_ms, ".1f"), _fmt(r.fwdbwd_ms, ".1f"),
              _fmt(r.fwdbwd_tokens_per_s, ",.0f"), _fmt(r.fwd_peak_mib, ".1f"), _fmt(r.fwdbwd_peak_mib, ".1f"),
-             _fmt(r.rel_err, ".3g") + (" (shared-QK)" if str(r.fidelity_ref).startswith("shared") else ""),
-             _note(r)]
+             _fmt(r.rel_err, ".3g") + _reference_note(r.fidelity_ref), _note(r)]
             for r in sub.itertuples()]
     return md_table(header, rows)
 

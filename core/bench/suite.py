@@ -64,15 +64,17 @@ def run_bench(s: BenchSettings, out: Path, command: str = "effx bench", quick: b
     meta["load_average_end"] = machine.load_average()
     df = report.frame(rows)
     lines = targets.evaluate(df, roof, s)
-    meta.update(settings=attrs.asdict(s), command=command, peers=peer_versions())
+    meta.update(settings=attrs.asdict(s), command=command, peers=peer_versions(registry))
     return write_outputs(out, df, meta, roof, lines, command)
 
 
-def peer_versions() -> dict:
+def peer_versions(registry) -> dict:
     """Installed peers and their versions (the layer peers are pinned, the step peer is any version)."""
     import importlib.metadata
 
-    out = {p: plan.PEERS[p][1] for p in plan.available_peers()}
+    peers = plan.layer_peers(registry, registry.names("attention"))
+    out = {lab: p.version or "unpinned"
+           for lab, (_, p) in peers.items() if lab in plan.available_peers({lab: (p.module, p.version)})}
     for p in plan.available_peers(plan.STEP_PEERS):
         out[p] = importlib.metadata.version(plan.STEP_PEERS[p][0])
     return out

@@ -1,14 +1,18 @@
-"""The targets of issue 6, evaluated from the rows of one run (never from numbers typed in).
+"""The bench targets, evaluated from the rows of one run (never from numbers typed in).
 
-* peers: at the largest N both ran (16384 in a full run), fwd+bwd speed-up of each effx Performer /
-  Reformer type over performer-pytorch / reformer-pytorch, and the ratio of extra peak memory;
-* break-even: the smallest N from which a type is faster (fwd+bwd) than fused sdpa at every
-  larger measured N;
+What an attention is held to comes from its class (``bench_peers``, ``break_even_target``,
+``family``, ``cost_thresholds``) and from the thresholds file; the exact reference is every
+exact-attention row, its first (default) implementation variant for the break-even.
+
+* peers: at the largest N both ran (16384 in a full run), fwd+bwd speed-up of each non-exact type
+  over each peer it declares (against the peer's ``speedup_target``), and the ratio of extra peak memory;
+* break-even: the smallest N from which a type is faster (fwd+bwd) than the exact reference at every
+  larger measured N (against its ``break_even_target``);
 * memory slope: least-squares log-log slope of the fwd+bwd extra peak from N=2048 to 16384;
 * roofline: matmul FLOPs of the encoder training step at N=512 over its time, as a fraction of
   the measured fp32 matmul throughput;
-* cost rules (SPEC WNF-1) at N=512: Performer time <= -20 % or memory <= -30 % of sdpa,
-  Reformer -15 % / -25 %, against each sdpa path.
+* cost rules at N=512: each non-exact type's time or memory reduction against each exact path, by
+  the family's rule (:meth:`effx.eval.thresholds.Thresholds.cost_for`).
 """
 from __future__ import annotations
 
@@ -17,13 +21,13 @@ import pandas as pd
 
 from .roofline import encoder_step_flops
 
-FAMILIES = {"performer": ("performer-pytorch", 1.3, 1024, 0.20, 0.30),
-            "reformer": ("reformer-pytorch", 1.5, 4096, 0.15, 0.25)}
-FUSED = "sdpa[fused]"
 
+def attention_class(label: str):
+    """The attention class of an effx row label (``type`` or ``type[variant]``); None if not installed."""
+    from ..plugins import load_registry
 
-def family(label: str) -> str | None:
-    return next((f for f in FAMILIES if label.startswith(f)), None)
+    entry = load_registry().entries["attention"].get(label.partition("[")[0])
+    return entry.cls if entry is not None else None
 
 
 def _ok(df: pd.DataFrame, suite: str) -> pd.DataFrame:
@@ -31,29 +35,42 @@ def _ok(df: pd.DataFrame, suite: str) -> pd.DataFrame:
 
 
 def _effx_labels(df: pd.DataFrame) -> list[str]:
-    sub = df[(df["source"] == "effx") & (df["label"].map(family).notna())]
+    """Labels of the non-exact effx rows, in row order."""
+    sub = df[(df["source"] == "effx") & ~df["exact"].astype(bool)]
     return list(dict.fromkeys(sub["label"]))
 
 
+def exact_reference(df: pd.DataFrame, suite: str = "layer") -> str | None:
+    """The label of the first exact effx row: the default path of the first exact attention."""
+    sub = df[(df["source"] == "effx") & df["exact"].astype(bool) & (df["suite"] == suite)]
+    return None if sub.empty else str(sub["label"].iloc[0])
+
+
+def declared_peers(label: str) -> tuple:
+    cls = attention_class(label)
+    return cls.bench_peers if cls is not None else ()
+
+
 def peer_rows(df: pd.DataFrame) -> list[dict]:
-    """Every (effx type, peer, N) both measured: speed-up and memory ratio, fwd+bwd."""
+    """Every (effx type, declared peer, N) both measured: speed-up and memory ratio, fwd+bwd."""
     ok = _ok(df, "layer").set_index(["label", "seq_len"])
     out = []
     for label in _effx_labels(df):
-        peer = FAMILIES[family(label)][0]
-        for n in sorted({n for (lab, n) in ok.index if lab == label}):
-            if (peer, n) not in ok.index:
-                continue
-            a, b = ok.loc[(label, n)], ok.loc[(peer, n)]
-            out.append({"label": label, "peer": peer, "seq_len": n, "speedup": b.fwdbwd_ms / a.fwdbwd_ms,
-                        "mem_ratio": a.fwdbwd_peak_mib / b.fwdbwd_peak_mib,
-                        "effx_ms": a.fwdbwd_ms, "peer_ms": b.fwdbwd_ms,
-                        "effx_mib": a.fwdbwd_peak_mib, "peer_mib": b.fwdbwd_peak_mib})
+        for peer in (p.label for p in declared_peers(label)):
+            for n in sorted({n for (lab, n) in ok.index if lab == label}):
+                if (peer, n) not in ok.index:
+                    continue
+                a, b = ok.loc[(label, n)], ok.loc[(peer, n)]
+                out.append({"label": label, "peer": peer, "seq_len": n, "speedup": b.fwdbwd_ms / a.fwdbwd_ms,
+                            "mem_ratio": a.fwdbwd_peak_mib / b.fwdbwd_peak_mib,
+                            "effx_ms": a.fwdbwd_ms, "peer_ms": b.fwdbwd_ms,
+                            "effx_mib": a.fwdbwd_peak_mib, "peer_mib": b.fwdbwd_peak_mib})
     return out
 
 
-def break_even(df: pd.DataFrame, label: str, ref: str = FUSED) -> int | None:
-    """Smallest N from which ``label`` beats ``ref`` at every larger N both measured."""
+def break_even(df: pd.DataFrame, label: str, ref: str | None = None) -> int | None:
+    """Smallest N from which ``label`` beats ``ref`` (default: the exact reference) at every larger N both measured."""
+    ref = ref if ref is not None else exact_reference(df)
     ok = _ok(df, "layer")
     a = ok[ok["label"] == label].set_index("seq_len")["fwdbwd_ms"]
     b = ok[ok["label"] == ref].set_index("seq_len")["fwdbwd_ms"]
@@ -67,7 +84,7 @@ def break_even(df: pd.DataFrame, label: str, ref: str = FUSED) -> int | None:
     return best
 
 
-def largest_common_n(df: pd.DataFrame, label: str, ref: str = FUSED) -> int | None:
+def largest_common_n(df: pd.DataFrame, label: str, ref: str) -> int | None:
     """The largest N at which both ``label`` and ``ref`` have a layer measurement."""
     ok = _ok(df, "layer")
     common = set(ok[ok["label"] == label]["seq_len"]) & set(ok[ok["label"] == ref]["seq_len"])
@@ -98,7 +115,7 @@ def memory_slope(df: pd.DataFrame, label: str, lo: int = 2048, hi: int = 16384) 
 
 
 def roofline_rows(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
-    """Achieved matmul throughput of the N=512 training step for every exact (sdpa) row."""
+    """Achieved matmul throughput of the N=512 training step for every exact-attention row."""
     if not roofline or roofline.get("status") != "ok":
         return []
     ok = _ok(df, "step")
@@ -129,20 +146,29 @@ def hf_rows(df: pd.DataFrame) -> list[dict]:
     return out
 
 
+def cost_rule(label: str):
+    """The cost rule of an effx row's family, from the packaged thresholds file and its class."""
+    from ..eval.thresholds import load_thresholds
+
+    cls = attention_class(label)
+    family = cls.family_name() if cls is not None else label.partition("[")[0]
+    return load_thresholds().cost_for(family, cls.cost_thresholds if cls is not None else None)
+
+
 def cost_rules(df: pd.DataFrame, n: int = 512) -> list[dict]:
-    """SPEC WNF-1 at N=512 on the training step: time or memory reduction against each sdpa path."""
+    """The cost rules at N=512 on the training step: time or memory reduction against each exact path."""
     ok = _ok(df, "step")
-    at = ok[ok["seq_len"] == n].set_index("label")
-    refs = [lab for lab in at.index if lab.startswith("sdpa[")]
+    at = ok[ok["seq_len"] == n]
+    refs = list(dict.fromkeys(at[(at["source"] == "effx") & at["exact"].astype(bool)]["label"]))
+    labels = list(dict.fromkeys(at[(at["source"] == "effx") & ~at["exact"].astype(bool)]["label"]))
+    at = at.set_index("label")
     out = []
-    for label in at.index:
-        fam = family(label)
-        if fam is None:
-            continue
-        _, _, _, t_cut, m_cut = FAMILIES[fam]
+    for label in labels:
+        rule = cost_rule(label)
         for ref in refs:
             dt = 1 - at.loc[label, "fwdbwd_ms"] / at.loc[ref, "fwdbwd_ms"]
             dm = 1 - at.loc[label, "fwdbwd_peak_mib"] / at.loc[ref, "fwdbwd_peak_mib"]
+            t_cut, m_cut = rule.min_time_reduction, rule.min_memory_reduction
             out.append({"label": label, "vs": ref, "time_cut": dt, "mem_cut": dm, "time_rule": t_cut,
                         "mem_rule": m_cut, "holds": bool(dt >= t_cut or dm >= m_cut)})
     return out
@@ -171,30 +197,50 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.0f} %"
 
 
+def _peer_lines(label: str, mine: list[dict]) -> list[dict]:
+    """One line per declared peer with a speed-up target, at the largest N both ran."""
+    lines = []
+    for peer in declared_peers(label):
+        rows = [p for p in mine if p["peer"] == peer.label]
+        if not rows or peer.speedup_target is None:
+            continue
+        top, need = rows[-1], peer.speedup_target
+        met = top["speedup"] >= need and top["mem_ratio"] <= 1.0
+        lines.append({"target": f"{label} >= {need}x faster than {peer.label} at N={top['seq_len']} fwd+bwd, "
+                                "no more peak memory",
+                      "measured": f"{top['speedup']:.2f}x ({top['effx_ms']:.0f} vs {top['peer_ms']:.0f} ms); "
+                                  f"memory {top['mem_ratio']:.2f}x ({top['effx_mib']:.0f} vs {top['peer_mib']:.0f} MiB)",
+                      "met": "yes" if met and top["seq_len"] >= 16384 else ("no" if not met else "partly: N<16384")})
+    return lines
+
+
+def _break_even_lines(df: pd.DataFrame, label: str, ref: str | None) -> list[dict]:
+    """The break-even target the class declares, or a context line when it declares none."""
+    if ref is None:
+        return []
+    cls = attention_class(label)
+    target = cls.break_even_target if cls is not None else None
+    even = break_even(df, label, ref)
+    measured = f"from N={even}" if even else "never faster in the measured range"
+    if target is None:
+        return [{"target": f"(context) {label} faster than {ref} (fwd+bwd)", "measured": measured, "met": "-"}]
+    return [{"target": f"{label} faster than {ref} (fwd+bwd) from N={target}", "measured": measured,
+             "met": break_even_verdict(even, target, largest_common_n(df, label, ref))}]
+
+
 def evaluate(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
     """One line per target: what was measured, and met / not met / not measured."""
     lines = []
     peers = peer_rows(df)
     layer = bool((df["suite"] == "layer").any())
+    ref = exact_reference(df)
     for label in _effx_labels(df) if layer else []:
-        peer, need, even_target, _, _ = FAMILIES[family(label)]
-        mine = [p for p in peers if p["label"] == label]
-        if mine:
-            top = mine[-1]
-            met = top["speedup"] >= need and top["mem_ratio"] <= 1.0
-            lines.append({"target": f"{label} >= {need}x faster than {peer} at N={top['seq_len']} fwd+bwd, "
-                                    "no more peak memory",
-                          "measured": f"{top['speedup']:.2f}x ({top['effx_ms']:.0f} vs {top['peer_ms']:.0f} ms); "
-                                      f"memory {top['mem_ratio']:.2f}x ({top['effx_mib']:.0f} vs {top['peer_mib']:.0f} MiB)",
-                          "met": "yes" if met and top["seq_len"] >= 16384 else ("no" if not met else "partly: N<16384")})
-        even, top = break_even(df, label), largest_common_n(df, label)
-        lines.append({"target": f"{label} faster than {FUSED} (fwd+bwd) from N={even_target}",
-                      "measured": f"from N={even}" if even else "never faster in the measured range",
-                      "met": break_even_verdict(even, even_target, top)})
+        lines += _peer_lines(label, [p for p in peers if p["label"] == label])
+        lines += _break_even_lines(df, label, ref)
         lines.append(slope_line(df, label))
-    for peer in dict.fromkeys(df[(df["source"] == "peer") & (df["suite"] == "layer")]["label"]):
-        even = break_even(df, peer)
-        lines.append({"target": f"(context) {peer} faster than {FUSED} (fwd+bwd)",
+    for peer in dict.fromkeys(df[(df["source"] == "peer") & (df["suite"] == "layer")]["label"]) if ref else []:
+        even = break_even(df, peer, ref)
+        lines.append({"target": f"(context) {peer} faster than {ref} (fwd+bwd)",
                       "measured": f"from N={even}" if even else "never faster in the measured range", "met": "-"})
     for r in roofline_rows(df, roofline, settings):
         lines.append({"target": f"{r['label']} training step N=512 B={r['batch']}: >= 50 % of fp32 matmul roofline",

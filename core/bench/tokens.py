@@ -35,7 +35,6 @@ MODES = {"fixed": ("fixed", True, "fixed-length full batches"),
          "bucketed_padded": ("bucketed", False, "variable, length-bucketed, padded compute"),
          "shuffled": ("shuffled", True, "variable, not bucketed"),
          "shuffled_padded": ("shuffled", False, "variable, not bucketed, padded compute")}
-DEFAULT_TYPES = ("sdpa", "performer_favor", "reformer_lsh")
 
 
 @attrs.frozen
@@ -46,7 +45,7 @@ class TokenSettings:
     n_batches: int = 10
     repeats: int = 3
     texts: int = 4000  # texts sampled from the file for the length distribution
-    types: tuple[str, ...] = DEFAULT_TYPES
+    types: tuple[str, ...] | None = None  # None: the first registered type of every attention family
     dtype: str = "fp32"
     threads: int = 0
     seed: int = 0
@@ -66,7 +65,18 @@ def validate(s: TokenSettings) -> TokenSettings:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
     if not Path(s.data).is_file():
         raise ConfigError(f"--data: file {s.data} not found; give a csv/json/jsonl/parquet file with a text column")
-    return s
+    return s if s.types is not None else attrs.evolve(s, types=one_per_family())
+
+
+def one_per_family() -> tuple[str, ...]:
+    """The first registered attention type of every family, exact families first."""
+    from ..plugins import load_registry
+
+    firsts: dict[str, type] = {}
+    for entry in load_registry().entries["attention"].values():
+        firsts.setdefault(entry.cls.family_name(), entry.cls)
+    ordered = sorted(firsts.items(), key=lambda kv: (not kv[1].exact, kv[0]))
+    return tuple(cls.name for _, cls in ordered)
 
 
 # ----------------------------------------------------------------------------- data
@@ -217,5 +227,5 @@ def run_tokens_bench(s: TokenSettings, out: Path, command: str,
     return paths
 
 
-def parse_types(text: Optional[str]) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else DEFAULT_TYPES
+def parse_types(text: Optional[str]) -> tuple[str, ...] | None:
+    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None

@@ -5,34 +5,27 @@ whose tensors a module may not cache and reuse in a later training step) and ``t
 backward; for the encoder also the AdamW update). A *spec* is a plain dict so it can cross into the
 worker process; :func:`build` turns it into a workload there.
 
-Peers, at the settings of issue 6: ``performer_pytorch.FastAttention(nb_features=256)``
-(Choromanski et al., 2021) and ``reformer_pytorch.LSHAttention(bucket_size=64, n_hashes=4)``
-(Kitaev et al., 2020). The Reformer peer shares queries and keys (it reads ``q`` only).
-In the step suite the peer is Hugging Face transformers' ``BertForSequenceClassification`` with
-``attn_implementation="sdpa"`` at the encoder's sizes and dropouts (an optional install, never a
-dependency of effx); both models train with the same fused AdamW.
+Peers: the PyPI implementations an attention plugin declares (``Attention.bench_peers``), in the
+layer suite. In the step suite the peer is Hugging Face transformers' ``BertForSequenceClassification``
+with its fused scaled-dot-product attention at the encoder's sizes and dropouts (an optional install,
+never a dependency of effx); both models train with the same fused AdamW.
 
 Fidelity: the relative error ``||o - o*|| / ||o*||`` on evenly spaced query rows, where ``o*`` is
-exact softmax attention of the same inputs in fp32 - for shared-QK Reformers (the peer, and effx
-types whose config has ``shared_qk: true``) the exact shared-QK attention they approximate.
+the exact attention the measured one approximates, in fp32: what its class's
+:meth:`effx.Attention.exact_reference` (or its peer's ``reference``) returns - softmax attention
+unless the plugin says otherwise.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 import torch.nn.functional as F
 
 import effx
+from effx.components import SOFTMAX_REFERENCE
 
-EXACT_REF = "softmax(QK^T)V"
-SHARED_REF = "shared-QK softmax(Q norm(Q)^T)V, no self"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-PEERS = {
-    "performer-pytorch": ("performer_pytorch", "1.1.4"),
-    "reformer-pytorch": ("reformer_pytorch", "1.4.4"),
-}
 STEP_PEERS = {"hf-bert": ("transformers", None)}  # any installed version; recorded in machine.json
 
 
@@ -48,13 +41,18 @@ def autocast(spec: dict):
     return torch.autocast(spec["device"], dtype=DTYPES[spec["dtype"]])
 
 
-def sdpa_backend(spec: dict):
-    """Force the flash kernel of fused sdpa for the ``flash`` rows (CUDA only)."""
-    if not spec.get("flash"):
+def kernel_context(spec: dict):
+    """The context an implementation variant declares around every call (``spec["variant"]``)."""
+    if not spec.get("variant") or not spec.get("type"):
         return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    cls = effx.load_registry().get("attention", spec["type"]).cls
+    variant = next(v for v in cls.impl_variants if v.name == spec["variant"])
+    return variant.context()
 
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+
+def softmax_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor):
+    """Exact softmax attention of query ``rows``: ``(B, H, S, Dh)``, and its name."""
+    return F.scaled_dot_product_attention(q[:, :, rows], k, v), SOFTMAX_REFERENCE
 
 
 def fidelity_rows(n: int, count: int) -> torch.Tensor:
@@ -67,10 +65,14 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 class LayerWorkload:
-    """``q, k, v [B, H, N, Dh] -> [B, H, N, Dh]`` through one attention callable."""
+    """``q, k, v [B, H, N, Dh] -> [B, H, N, Dh]`` through one attention callable.
 
-    def __init__(self, spec: dict, fn, module: torch.nn.Module, shared_qk: bool = False) -> None:
-        self.spec, self.fn, self.module, self.shared_qk = spec, fn, module, shared_qk
+    ``reference(q, k, v, rows) -> (out [B, H, S, Dh], name)`` is the exact attention the fidelity is
+    measured against (default: softmax attention).
+    """
+
+    def __init__(self, spec: dict, fn, module: torch.nn.Module, reference=softmax_reference) -> None:
+        self.spec, self.fn, self.module, self.exact_reference = spec, fn, module, reference
         dev, dt = spec["device"], DTYPES[spec["dtype"]]
         shape = (spec["batch"], spec["heads"], spec["n"], spec["head_dim"])  # (B, H, N, Dh)
         gen = torch.Generator().manual_seed(0)
@@ -81,33 +83,27 @@ class LayerWorkload:
 
     def forward(self) -> torch.Tensor:
         self.module.eval()
-        with torch.no_grad(), autocast(self.spec), sdpa_backend(self.spec):
+        with torch.no_grad(), autocast(self.spec), kernel_context(self.spec):
             out = self.fn(self.q, self.k, self.v)  # (B, H, N, Dh)
         return out[:, :, self.rows].float().clone()  # (B, H, S, Dh) kept for the fidelity check
 
     def train_step(self) -> None:
         self.module.train()
         q, k, v = (t.detach().requires_grad_() for t in (self.q, self.k, self.v))
-        with autocast(self.spec), sdpa_backend(self.spec):
+        with autocast(self.spec), kernel_context(self.spec):
             out = self.fn(q, k, v)  # (B, H, N, Dh)
         out.backward(self.grad.to(out.dtype))
 
-    def reference(self) -> torch.Tensor:
-        """Exact softmax attention for the sampled query rows, in fp32: ``(B, H, S, Dh)``."""
+    def reference(self) -> tuple[torch.Tensor, str]:
+        """The exact attention for the sampled query rows, in fp32: ``(B, H, S, Dh)``, and its name."""
         q, k, v = (t.float() for t in (self.q, self.k, self.v))
-        qs = q[:, :, self.rows]  # (B, H, S, Dh)
-        if not self.shared_qk:
-            return F.scaled_dot_product_attention(qs, k, v)
-        # Reformer's shared-QK attention: keys are the unit-normalised queries and a token attends
-        # itself only when nothing else is available (self score -5e4, as in reformer-pytorch).
-        scores = qs @ F.normalize(q, dim=-1).transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, S, N)
-        scores[..., torch.arange(len(self.rows), device=scores.device), self.rows] = -5e4
-        return scores.softmax(-1) @ v  # (B, H, S, Dh)
+        return self.exact_reference(q, k, v, self.rows)
 
     def fidelity(self, out: torch.Tensor) -> tuple[float, str]:
         """Relative error of the sampled output rows, and which exact attention it is measured against."""
         with torch.no_grad():
-            return relative_error(out, self.reference()), SHARED_REF if self.shared_qk else EXACT_REF
+            ref, name = self.reference()
+            return relative_error(out, ref), name
 
 
 def effx_layer(spec: dict) -> LayerWorkload:
@@ -117,26 +113,19 @@ def effx_layer(spec: dict) -> LayerWorkload:
     cfg = structure(dict(spec["config"]), entry.cls.Config, root="attention")
     ctx = effx.AttentionContext(spec["heads"], spec["head_dim"], max(spec["n"], 1), 0.0, seed=0)
     module = entry.cls(cfg, ctx).to(spec["device"])
-    shared = bool(getattr(cfg, "shared_qk", False))  # Reformer's shared-QK: compare with its exact form
-    return LayerWorkload(spec, lambda q, k, v: module(q, k, v), module, shared_qk=shared)
+    return LayerWorkload(spec, lambda q, k, v: module(q, k, v), module, reference=module.exact_reference)
+
+
+def find_peer(label: str, of_type: str) -> effx.BenchPeer:
+    """The peer ``label`` that attention ``of_type`` declares."""
+    cls = effx.load_registry().get("attention", of_type).cls
+    return next(p for p in cls.bench_peers if p.label == label)
 
 
 def peer_layer(spec: dict) -> LayerWorkload:
-    if spec["label"] == "performer-pytorch":
-        from performer_pytorch import FastAttention
-
-        module = FastAttention(dim_heads=spec["head_dim"], nb_features=256).to(spec["device"])
-        return LayerWorkload(spec, module, module)
-    from reformer_pytorch import LSHAttention
-
-    module = LSHAttention(bucket_size=64, n_hashes=4, causal=False).to(spec["device"])
-
-    def run(q, k, v):
-        b, h, n, d = q.shape
-        out, _, _ = module(q.reshape(b * h, n, d), v.reshape(b * h, n, d))  # (B*H, N, Dh)
-        return out.reshape(b, h, n, d)
-
-    return LayerWorkload(spec, run, module, shared_qk=True)
+    peer = find_peer(spec["label"], spec["peer_of"])
+    fn, module = peer.build(spec)
+    return LayerWorkload(spec, fn, module, reference=peer.reference or softmax_reference)
 
 
 class StepWorkload:
@@ -169,21 +158,21 @@ class StepWorkload:
 
     def forward(self) -> None:
         self.model.eval()
-        with torch.no_grad(), autocast(self.spec), sdpa_backend(self.spec):
+        with torch.no_grad(), autocast(self.spec), kernel_context(self.spec):
             self.model(self.ids)  # (B, C)
 
     def train_step(self) -> None:
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         for ids, labels in zip(self.ids.chunk(self.micro), self.labels.chunk(self.micro)):
-            with autocast(self.spec), sdpa_backend(self.spec):
+            with autocast(self.spec), kernel_context(self.spec):
                 loss = F.cross_entropy(self.model(ids).float(), labels) / self.micro
             loss.backward()
         self.opt.step()
 
 
 class HFStepWorkload(StepWorkload):
-    """The same step on ``transformers.BertForSequenceClassification`` (sdpa attention), same sizes:
+    """The same step on ``transformers.BertForSequenceClassification`` (fused attention), same sizes:
     vocabulary 8000, hidden dropout 0.1 and attention dropout 0.0 as the effx defaults."""
 
     def __init__(self, spec: dict) -> None:  # noqa: D107 - see the class

@@ -22,7 +22,7 @@ import numpy as np
 from ..config import DataConfig, dump_yaml, load_yaml, structure, to_dict
 from ..errors import ConfigError, EffxError
 from ._io import write_json, write_text
-from .evaluate import score
+from ..metrics import score
 from .measure import peak_memory, reset_peak
 
 
@@ -160,12 +160,12 @@ def _run_info(cfg: BaselineConfig, pipe) -> dict[str, Any]:
             "vocabulary_size": len(pipe[0].vocabulary_)}
 
 
-def _metrics_csv(train_row: dict, val_row: dict) -> str:
+def _metrics_csv(train_row: dict, val_row: dict, metric_names) -> str:
     import pandas as pd
 
-    from ..train.runfiles import METRIC_COLUMNS
+    from ..train.runfiles import metric_columns
 
-    return pd.DataFrame([train_row, val_row], columns=METRIC_COLUMNS).to_csv(index=False)
+    return pd.DataFrame([train_row, val_row], columns=metric_columns(metric_names)).to_csv(index=False)
 
 
 def _evaluate(pipe, split, n_classes: int) -> tuple[dict, np.ndarray]:
@@ -194,7 +194,7 @@ def train_baseline(cfg: BaselineConfig, out: Path, root: Path, labels=None) -> d
     train_row = {**base, "split": "train", "loss": train["loss"], **train["metrics"], "tokens_per_s": tokens / seconds,
                  "time_per_epoch_s": seconds, "peak_mem_MiB": mem, "mem_kind": kind}
     val_row = {**base, "split": "validation", "loss": results["validation"]["loss"], **results["validation"]["metrics"]}
-    write_text(out / "metrics.csv", _metrics_csv(train_row, val_row))
+    write_text(out / "metrics.csv", _metrics_csv(train_row, val_row, list(train["metrics"])))
     for res in results.values():
         res.update({"checkpoint": "", "checkpoint_arg": "", "peak_rss_MiB": mem, "mem_kind": kind,
                     "memory_column": "peak_rss_MiB", "device": "cpu"})

@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 
 from ..errors import EffxError
+from ..metrics import score
 from ..train.distributed import pick_device
 from ..train.precision import inference_dtype
 from ._io import read_json, write_json
@@ -28,14 +29,6 @@ from .inference import predict_proba
 from .measure import peak_memory, reset_peak
 
 SPLITS = ("test", "validation")
-
-
-def score(y_true: np.ndarray, probs: np.ndarray, registry=None) -> dict[str, float]:
-    """Every registered metric on ``(y_true [n], probs [n, C])``."""
-    from .. import load_registry
-
-    registry = registry or load_registry()
-    return {name: float(registry.get("metric", name).cls()(y_true, probs)) for name in registry.names("metric")}
 
 
 def finetune_dir(exp: str, root: str | Path | None = None) -> Path:
@@ -148,7 +141,7 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
     dtype = inference_dtype(cfg.train.dtype, device)  # bf16 for a bf16-trained model on bf16 hardware
     out = predict_proba(inf.model, ids, len(inf.label_names), cfg.train.eval_batch_size, device, dtype)
     column, mem, kind = peak_memory(device)
-    result = {"metrics": score(labels, out.probs), "n_examples": int(len(labels)),
+    result = {"metrics": score(labels, out.probs, section=cfg.train.metrics), "n_examples": int(len(labels)),
               "data": scored_source(cfg, exp_dir.parent.parent, split, changed), "data_changed": changed,
               "truncated": int(truncated), "max_length": cfg.data.max_length,
               "checkpoint": str(inf.checkpoint_path), "checkpoint_arg": str(ckpt),

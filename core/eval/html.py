@@ -12,8 +12,8 @@ from pathlib import Path
 import attrs
 import pandas as pd
 
+from .families import versus_title
 from .fmt import DASH, mean_std, missing, number, points, std_text
-from .results import FAMILY_ORDER
 from .tables import memory_of
 from .thresholds import Thresholds
 from .wnf_explain import CRITERIA, explain_row
@@ -94,7 +94,7 @@ def _headline_row(r: pd.Series, part: pd.DataFrame, best: dict, metric: str) -> 
         hit = col in best and not missing(v) and v == best[col]
         cells.append(_cell(esc(text) + (" ★" if hit else ""), "num best" if hit else "num"))
     ref = part.set_index("config_id")[f"{metric}_mean"]
-    for key in ("ref_sdpa", "ref_baseline"):
+    for key in ("ref_exact", "ref_baseline"):
         cells.append(_cell(points(r["mean"], ref.get(r[key], float("nan")) if r[key] else float("nan")), "num"))
     verdict = str(r["PASS_WNF"])
     cells.append(_cell(esc(verdict), _verdict_class(verdict)))
@@ -102,13 +102,11 @@ def _headline_row(r: pd.Series, part: pd.DataFrame, best: dict, metric: str) -> 
 
 
 def headline(part: pd.DataFrame, metric: str) -> str:
-    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
     part = part.assign(mean=part[f"{metric}_mean"], best=part.get(f"{metric}_best", float("nan")),
                        memory_MiB=memory_of(part))
-    part = part.sort_values("family", key=lambda s: s.map(order), kind="stable")
     best = _best_values(part)
     header = ["family", "configuration", "seq_len", "seeds", *[f"{metric} {h[0]}" if h[1] in ("mean", "best")
-              else h[0] for h in HEADLINE], "Δ vs SDPA [pp]", "Δ vs TF-IDF+LR [pp]", "PASS_WNF"]
+              else h[0] for h in HEADLINE], "Δ vs exact [pp]", "Δ vs TF-IDF+LR [pp]", "PASS_WNF"]
     rows = [_headline_row(r, part, best, metric) for _, r in part.iterrows()]
     return _table(header, rows, "headline")
 
@@ -154,7 +152,7 @@ def wnf_tables(results: pd.DataFrame, th: Thresholds, metric: str) -> list[str]:
         reasons += [_cell(label) + _cell(esc(CRITERIA[k])) + _cell(esc(d.verdict.split(":")[0]),
                     _verdict_class(d.verdict)) + _cell(esc(d.reason)) for k, d in details.items() if d.reason]
     if not rows:
-        return ["<p>No neural configuration: PASS_WNF applies to SDPA, Performer and Reformer runs.</p>"]
+        return ["<p>No neural configuration: PASS_WNF applies to attention (neural) runs.</p>"]
     legend = ('<p class="legend"><span class="PASS" style="background:#e3f4e3">PASS</span>'
               '<span style="background:#fbe3e3">FAIL</span><span style="background:#f5f5f5">n.a. - does not apply '
               'to this family</span><span style="background:#fff4d6">missing - a reference run is absent</span>'
@@ -212,7 +210,7 @@ def render_html(page: Page) -> str:
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(page.title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{esc(page.title)}</h1><ul>",
              *[f"<li>{esc(line)}</li>" for line in page.context], "</ul>",
-             "<h2>SDPA vs Performer vs Reformer vs TF-IDF+LR</h2>",
+             f"<h2>{esc(versus_title(page.results['family']) if 'family' in page.results else 'Comparison')}</h2>",
              "<p>Mean ± sample std over finished seeds (n.a. with one seed); ★ marks the best value in a column.</p>",
              *headlines(page.results, m), "<h2>PASS_WNF per criterion</h2>",
              *wnf_tables(page.results, page.thresholds, "macro_F1"), "<h2>Plots</h2>", '<div class="plots">',

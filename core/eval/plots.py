@@ -10,8 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLORS = {"SDPA": "tab:blue", "Performer": "tab:orange", "Reformer": "tab:green", "TF-IDF+LR": "tab:gray",
-          "other": "tab:purple"}
+from .families import BASELINE_FAMILY  # noqa: E402
+
+BASELINE_COLOR = "tab:gray"
+PALETTE = [c for c in matplotlib.colors.TABLEAU_COLORS if c != BASELINE_COLOR]
 PLOTS = {  # file stem -> (x column, x label)
     "quality_vs_time_per_epoch": ("time_per_epoch_s", "time per epoch [s]"),
     "quality_vs_memory": ("memory_MiB", "peak memory [MiB] (max_gpu_mem_MiB on GPU, peak_rss_MiB on CPU)"),
@@ -25,6 +27,12 @@ def _with_memory(df: pd.DataFrame) -> pd.DataFrame:
 
 
 MARKERS = "osD^vP*Xh<>p"
+
+
+def family_colors(families) -> dict[str, str]:
+    """One colour per family, cycling the palette in report order; the baseline is always grey."""
+    neural = [f for f in dict.fromkeys(families) if f != BASELINE_FAMILY]
+    return {BASELINE_FAMILY: BASELINE_COLOR, **{f: PALETTE[i % len(PALETTE)] for i, f in enumerate(neural)}}
 
 
 def point_label(r: pd.Series) -> str:
@@ -54,12 +62,13 @@ def quality_plot(df: pd.DataFrame, x: str, xlabel: str, metric: str, path: Path)
     """Mean metric over seeds (error bar: std) against one cost; colour = attention family, one
     marker and one legend entry per configuration (labels never overlap the points or each other)."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    colors = family_colors(df["family"])
     for fam, part in df.groupby("family", sort=False):
         part = part[part[x].notna() & part[f"{metric}_mean"].notna()]
         for i, (_, r) in enumerate(part.iterrows()):
             std = r[f"{metric}_std"]
             ax.errorbar([r[x]], [r[f"{metric}_mean"]], yerr=[0 if pd.isna(std) else std], capsize=3,
-                        fmt=MARKERS[i % len(MARKERS)], color=COLORS.get(fam, "black"), label=f"{fam}: {point_label(r)}")
+                        fmt=MARKERS[i % len(MARKERS)], color=colors[fam], label=f"{fam}: {point_label(r)}")
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(f"{metric} (mean over seeds)")
     ax.set_title(f"{metric} vs {xlabel.split(' [')[0]}")
@@ -77,9 +86,10 @@ def length_plot(df: pd.DataFrame, metric: str, path: Path) -> Path:
     """Quality and time per epoch against sequence length, one line per attention/positional pair."""
     fig, (q, t) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     neural = df[df["seq_len"].notna()]
+    colors = family_colors(df["family"])
     for (fam, variant, pos), part in neural.groupby(["family", "variant", "positional"], sort=False):
         part = part.sort_values("seq_len")
-        style = dict(marker="o", color=COLORS.get(fam, "black"), label=f"{variant}/{pos}" if pos else variant)
+        style = dict(marker="o", color=colors[fam], label=f"{variant}/{pos}" if pos else variant)
         q.plot(part["seq_len"].astype(float), part[f"{metric}_mean"], **style)
         t.plot(part["seq_len"].astype(float), part["time_per_epoch_s"], **style)
     for ax, ylabel in ((q, f"{metric} (mean over seeds)"), (t, "time per epoch [s]")):

@@ -15,6 +15,7 @@ import pandas as pd
 from ..config import dump_yaml, to_dict
 from ..errors import EffxError
 from ._io import write_csv, write_text
+from .families import declared_families
 from .fmt import number
 from .html import INTERNAL, Page, render_html
 from .plots import write_plots
@@ -57,14 +58,15 @@ def build_report(source: str | Path, out: str | Path | None = None, metric: str 
     source = Path(source)
     if not source.is_dir():
         raise EffxError(f"-compare {source}: not a folder; pass the folder holding finetune/ and baseline/")
-    th = load_thresholds(thresholds)
+    families = declared_families()
+    th = load_thresholds(thresholds).resolved({f.label: f.cost_thresholds for f in families.values() if not f.exact})
     out = Path(out) if out is not None else source / "report"
     runs = load_runs(source, split, metric, exclude=out)
     if not runs:
         raise EffxError(f"no finetune or baseline experiments found under {source}; "
                         f"run `effx finetune` or `effx baseline` first")
     _check_metric(runs, metric)
-    results = add_pass_wnf(results_table(runs, split), th)
+    results = add_pass_wnf(results_table(runs, split), th, families=families)
     failed = failed_table(runs)
     files = _write_all(out, results, failed, runs, metric, split, source, th)
     return Report(out, results, failed, files)

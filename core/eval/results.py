@@ -7,7 +7,9 @@ Three keys, all computed from the flattened saved config:
 * **comparison group** (``compare_group``): data, seq_len, batch and tokenizer settings plus the device -
   PASS_WNF only compares configurations inside one group;
 * **architecture without attention** (``arch_id``): the configuration minus ``model.attention.*`` - a
-  Performer/Reformer configuration is compared with the SDPA configuration sharing it.
+  configuration with an approximate attention is compared with the exact-attention one sharing it.
+
+The ``family`` column comes from what the attention classes declare (:mod:`effx.eval.families`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .runs import METRIC_NAMES, Run
+from .families import BASELINE_TYPE, declared_families, family_of, rank
+from .runs import Run
 
 IGNORED_PREFIXES = ("seed", "logging.", "checkpoint.", "pretrain.", "tokenizer.path", "data.num_workers",
                     "train.log_every_steps", "train.eval_every_steps", "train.device", "train.eval_batch_size",
@@ -27,19 +30,6 @@ IGNORED_PREFIXES = ("seed", "logging.", "checkpoint.", "pretrain.", "tokenizer.p
 DATA_IGNORED = ("data.num_workers", "data.length_bucketing", "data.max_length")
 INT_COLUMNS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "seq_len", "batch_size", "grad_accum_steps",
                "epochs", "max_steps", "tokenizer_vocab_size", "num_parameters", "n_seeds", "n_failed")
-FAMILY_ORDER = ("SDPA", "Performer", "Reformer", "TF-IDF+LR", "other")
-
-
-def family(run_or_type: str, kind: str = "finetune") -> str:
-    """SDPA / Performer / Reformer / TF-IDF+LR / other. ``performer_*`` and ``reformer_*`` are variants."""
-    if kind == "baseline":
-        return "TF-IDF+LR"
-    t = str(run_or_type).lower()
-    for prefix, fam in (("sdpa", "SDPA"), ("scaled_dot_product", "SDPA"), ("performer", "Performer"),
-                        ("reformer", "Reformer")):
-        if t.startswith(prefix):
-            return fam
-    return "other"
 
 
 def _digest(items: Iterable[tuple[str, Any]]) -> str:
@@ -86,9 +76,9 @@ def compare_group(run: Run) -> str:
 def _describe(run: Run) -> dict[str, Any]:
     c = run.config
     att = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("model.attention.") and k != "model.attention.type"}
-    att_type = "tfidf_logreg" if run.kind == "baseline" else c.get("model.attention.type", "")
+    att_type = BASELINE_TYPE if run.kind == "baseline" else c.get("model.attention.type", "")
     return {
-        "family": family(att_type, run.kind), "variant": att_type, "kind": run.kind,
+        "family": family_of(att_type, run.kind), "variant": att_type, "kind": run.kind,
         "attention_type": att_type, "attention_params": json.dumps(att, sort_keys=True) if att else "",
         "positional": c.get("model.positional.type", ""), "d_model": c.get("model.d_model"),
         "n_layers": c.get("model.n_layers"), "n_heads": c.get("model.n_heads"), "d_ff": c.get("model.d_ff"),
@@ -157,9 +147,12 @@ def configuration_row(runs: list[Run], split: str, metric_names: Iterable[str]) 
 
 
 def metric_names(runs: list[Run]) -> list[str]:
-    """The built-in metrics first, then any extra metric a plugin wrote into eval.json."""
-    extra = sorted({m for r in runs for m in r.metrics} - set(METRIC_NAMES))
-    return [*METRIC_NAMES, *extra]
+    """The registered metrics (registration order), then any other metric the runs recorded."""
+    from ..metrics import metric_names as registered
+    from ..plugins import load_registry
+
+    names = registered(load_registry())
+    return [*names, *sorted({m for r in runs for m in r.metrics} - set(names))]
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
@@ -176,9 +169,10 @@ def results_table(runs: list[Run], split: str) -> pd.DataFrame:
     if df.empty:
         return df
     df = df.astype({c: "Int64" for c in INT_COLUMNS})
-    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
-    df["_fam"] = df["family"].map(order)
-    return df.sort_values(["_fam", "variant", "config_id"], kind="stable").drop(columns="_fam").reset_index(drop=True)
+    families = declared_families()
+    df["_rank"] = df["family"].map(lambda f: rank(f, families))
+    df = df.sort_values(["_rank", "family", "variant", "config_id"], kind="stable")
+    return df.drop(columns="_rank").reset_index(drop=True)
 
 
 def single_seed_std_as_na(df: pd.DataFrame) -> pd.DataFrame:
@@ -195,7 +189,7 @@ def single_seed_std_as_na(df: pd.DataFrame) -> pd.DataFrame:
 
 def failed_table(runs: list[Run]) -> pd.DataFrame:
     rows = [{"experiment": r.name, "config_id": config_id(r), "kind": r.kind,
-             "attention_type": "tfidf_logreg" if r.kind == "baseline" else r.config.get("model.attention.type", ""),
+             "attention_type": BASELINE_TYPE if r.kind == "baseline" else r.config.get("model.attention.type", ""),
              "seed": r.seed, "status": r.status, "cause": r.cause, "path": str(r.path)}
             for r in runs if not r.ok]
     columns = ["experiment", "config_id", "kind", "attention_type", "seed", "status", "cause", "path"]

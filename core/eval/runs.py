@@ -18,9 +18,9 @@ import pandas as pd
 import yaml
 
 from ..config import parse_yaml
+from ..train.runfiles import metrics_in
 from ._io import read_json
 
-METRIC_NAMES = ("accuracy", "macro_F1", "weighted_F1", "AUROC")
 EXPERIMENT_KINDS = ("finetune", "baseline")
 
 
@@ -151,7 +151,7 @@ def split_metrics(folder: Path, df: pd.DataFrame | None, split: str) -> tuple[di
         return {k: float(v) if v is not None else math.nan for k, v in res["metrics"].items()}, f"eval.json:{split}"
     if split == "validation" and df is not None and "split" in df:
         val = df[df["split"] == "validation"]
-        cols = [m for m in METRIC_NAMES if m in val]
+        cols = metrics_in(val.columns)
         val = val.dropna(subset=cols, how="all") if cols else val.iloc[0:0]
         if len(val):
             row = val.sort_values("step", kind="stable").iloc[-1] if "step" in val else val.iloc[-1]

@@ -8,10 +8,10 @@ A spec (strict YAML, paths relative to the spec file)::
     fixed: {train.epochs: 1}                  # settings for every experiment (dotted keys)
     grid:                                     # cartesian product
       seed: [0, 1, 2]
-      model.positional.type: [sin, rope]
+      model.d_model: [128, 256]
     variants:                                 # one more axis: explicit combinations
-      - {model.attention.type: sdpa}
-      - {model.attention.type: performer_favor, model.attention.nb_features: 64}
+      - {model.attention.type: ATTENTION_A}   # names from `effx plugins --kind attention`
+      - {model.attention.type: ATTENTION_B, model.attention.SOME_FIELD: 64}
     eval_splits: [validation, test]
     baseline: true                            # TF-IDF+LR once per (data, seed)
 

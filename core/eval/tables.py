@@ -1,12 +1,12 @@
-"""Rankings and the Markdown table "SDPA vs Performer vs Reformer vs TF-IDF+LR"."""
+"""Rankings and the Markdown comparison table of the families in a report ("A vs B vs TF-IDF+LR")."""
 from __future__ import annotations
 
 import math
 
 import pandas as pd
 
+from .families import versus_title
 from .fmt import mean_std, number, points
-from .results import FAMILY_ORDER
 
 RANK_COLUMNS = ["config_id", "family", "variant", "positional", "n_seeds", "time_per_epoch_s",
                 "train_tokens_per_s", "max_gpu_mem_MiB", "peak_rss_MiB", "PASS_WNF", "experiments"]
@@ -51,24 +51,23 @@ def group_header(part: pd.DataFrame) -> str:
 def comparison_rows(df: pd.DataFrame, metric: str) -> list[str]:
     col = f"{metric}_mean"
     lines = [f"| Family | Variant | Positional | {metric} mean ± std | {metric} best | accuracy | AUROC | "
-             "time/epoch [s] | tokens/s | memory [MiB] | Δ vs SDPA [pp] | Δ vs TF-IDF+LR [pp] | seeds | PASS_WNF |",
+             "time/epoch [s] | tokens/s | memory [MiB] | Δ vs exact [pp] | Δ vs TF-IDF+LR [pp] | seeds | PASS_WNF |",
              "|" + "---|" * 14]
-    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
-    for _, r in df.sort_values("family", key=lambda s: s.map(order), kind="stable").iterrows():
+    for _, r in df.iterrows():  # in results.csv order: exact families, the others, the baseline
         mem = r["max_gpu_mem_MiB"] if not math.isnan(r["max_gpu_mem_MiB"]) else r["peak_rss_MiB"]
         lines.append(" | ".join([
             f"| {r['family']}", r["variant"], r["positional"] or "–",
             mean_std(r[col], r[f"{metric}_std"], r["n_seeds"]), number(r.get(f"{metric}_best", math.nan)),
             number(r["accuracy_mean"]), number(r["AUROC_mean"]), number(r["time_per_epoch_s"], 2),
             number(r["train_tokens_per_s"], 0), number(mem, 1),
-            points(r[col], _ref_value(df, r["ref_sdpa"], col)), points(r[col], _ref_value(df, r["ref_baseline"], col)),
+            points(r[col], _ref_value(df, r["ref_exact"], col)), points(r[col], _ref_value(df, r["ref_baseline"], col)),
             str(r["n_seeds"]), f"{r['PASS_WNF']} |"]))
     return lines
 
 
 def comparison_markdown(df: pd.DataFrame, failed: pd.DataFrame, metric: str) -> str:
     """One table per comparison group (same data, seq_len, batch, tokenizer, device), baselines in each."""
-    out = ["# SDPA vs Performer vs Reformer vs TF-IDF+LR", ""]
+    out = [f"# {versus_title(df['family'])}" if "family" in df else "# Comparison", ""]
     usable = _usable(df)
     neural = usable[usable["kind"] != "baseline"]
     for i, (group, part) in enumerate(neural.groupby("compare_group", sort=False), 1):

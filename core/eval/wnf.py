@@ -1,23 +1,29 @@
-"""PASS_WNF: the product's acceptance thresholds (SPEC WNF-1, WNF-2) checked per configuration.
+"""PASS_WNF: the product's acceptance thresholds (cost, quality, reliability) checked per configuration.
 
 One column per threshold, so a reader sees which part failed. Each cell is ``PASS``, ``FAIL``,
 ``n.a.`` (the check does not apply to this family) or ``missing: <why>`` (a reference run is absent).
 ``PASS_WNF`` is ``FAIL`` if any cell fails, else ``INCOMPLETE`` if any is missing, else ``PASS``.
 
-References: the TF-IDF+LR baseline with the same data (the best one if several) and the SDPA
+Roles come from the attention classes (:mod:`effx.eval.families`): an exact family is checked
+against the baseline; every other family - a third-party one included - against the baseline, the
+exact reference and its cost rule (:meth:`Thresholds.cost_for`).
+
+References: the TF-IDF+LR baseline with the same data (the best one if several) and the exact-attention
 configuration with the same architecture apart from attention, in the same comparison group (same
-data, seq_len, batch, tokenizer, device; the best SDPA by the metric if several).
+data, seq_len, batch, tokenizer, device; the best one by the metric if several).
 Quality is compared on the mean over seeds, in percentage points; cost on time/epoch and peak memory.
 """
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import pandas as pd
 
+from .families import BASELINE_FAMILY, Family, declared_families
 from .thresholds import CostThreshold, Thresholds
 
-WNF_COLUMNS = ("wnf_vs_baseline", "wnf_vs_sdpa", "wnf_cost", "wnf_seeds", "wnf_spread", "wnf_no_failures")
+WNF_COLUMNS = ("wnf_vs_baseline", "wnf_vs_exact", "wnf_cost", "wnf_seeds", "wnf_spread", "wnf_no_failures")
 EPS = 1e-9  # thresholds are inclusive; absorb float rounding (0.90 - 0.85 = 0.05000000000000004)
 NA = "n.a."  # not "n/a": pandas.read_csv would turn that into NaN
 
@@ -40,10 +46,10 @@ def reference_baseline(df: pd.DataFrame, row: pd.Series, col: str) -> pd.Series 
     return _best(base, col)
 
 
-def reference_sdpa(df: pd.DataFrame, row: pd.Series, col: str) -> pd.Series | None:
-    sdpa = df[(df["family"] == "SDPA") & (df["arch_id"] == row["arch_id"])
-              & (df["compare_group"] == row["compare_group"]) & (df["n_seeds"] > 0)]
-    return _best(sdpa, col)
+def reference_exact(df: pd.DataFrame, row: pd.Series, col: str, exact: set[str]) -> pd.Series | None:
+    ref = df[df["family"].isin(exact) & (df["arch_id"] == row["arch_id"])
+             & (df["compare_group"] == row["compare_group"]) & (df["n_seeds"] > 0)]
+    return _best(ref, col)
 
 
 def check_vs_baseline(row, base, gain_pp: float, col: str) -> str:
@@ -52,10 +58,13 @@ def check_vs_baseline(row, base, gain_pp: float, col: str) -> str:
     return _ok((row[col] - base[col]) * 100 >= gain_pp - EPS)
 
 
-def check_vs_sdpa(row, sdpa, max_drop_pp: float, col: str) -> str:
-    if sdpa is None:
-        return "missing: no SDPA run with the same configuration"
-    return _ok((sdpa[col] - row[col]) * 100 <= max_drop_pp + EPS)
+NO_EXACT = "missing: no exact-attention run with the same configuration"
+
+
+def check_vs_exact(row, ref, max_drop_pp: float, col: str) -> str:
+    if ref is None:
+        return NO_EXACT
+    return _ok((ref[col] - row[col]) * 100 <= max_drop_pp + EPS)
 
 
 def _memory(row) -> float:
@@ -63,11 +72,11 @@ def _memory(row) -> float:
     return gpu if _finite(gpu) else row.get("peak_rss_MiB", math.nan)
 
 
-def check_cost(row, sdpa, th: CostThreshold) -> str:
-    """time/epoch <= SDPA * (1 - r_time) OR peak memory <= SDPA * (1 - r_mem)."""
-    if sdpa is None:
-        return "missing: no SDPA run with the same configuration"
-    t, t_ref, m, m_ref = row["time_per_epoch_s"], sdpa["time_per_epoch_s"], _memory(row), _memory(sdpa)
+def check_cost(row, ref, th: CostThreshold) -> str:
+    """time/epoch <= exact * (1 - r_time) OR peak memory <= exact * (1 - r_mem)."""
+    if ref is None:
+        return NO_EXACT
+    t, t_ref, m, m_ref = row["time_per_epoch_s"], ref["time_per_epoch_s"], _memory(row), _memory(ref)
     if not (_finite(t) and _finite(t_ref)) and not (_finite(m) and _finite(m_ref)):
         return "missing: no time/epoch or memory figures"
     time_ok = _finite(t) and _finite(t_ref) and t <= t_ref * (1 - th.min_time_reduction) + EPS * t_ref
@@ -86,28 +95,31 @@ def stability(row, th: Thresholds, col_spread: str) -> dict[str, str]:
     return {"wnf_seeds": seeds, "wnf_spread": spread, "wnf_no_failures": failures}
 
 
-def row_checks(df: pd.DataFrame, row: pd.Series, th: Thresholds, metric: str = "macro_F1") -> dict[str, str]:
+def row_checks(df: pd.DataFrame, row: pd.Series, th: Thresholds, metric: str = "macro_F1",
+               families: Mapping[str, Family] | None = None) -> dict[str, str]:
     """The six threshold cells plus the references used, for one configuration row."""
+    families = declared_families() if families is None else families
     col = f"{metric}_mean"
     cells = dict.fromkeys(WNF_COLUMNS, NA)
-    refs = {"ref_baseline": "", "ref_sdpa": ""}
+    refs = {"ref_baseline": "", "ref_exact": ""}
     fam = row["family"]
-    if fam == "TF-IDF+LR":
+    if fam == BASELINE_FAMILY:
         return {**cells, **refs, "PASS_WNF": NA}
     cells.update(stability(row, th, f"{metric}_spread"))
     base = reference_baseline(df, row, col)
     refs["ref_baseline"] = "" if base is None else base["config_id"]
     q = th.quality
-    if fam == "SDPA":
-        cells["wnf_vs_baseline"] = check_vs_baseline(row, base, q.sdpa_min_gain_over_baseline_pp, col)
-    elif fam in ("Performer", "Reformer"):
-        sdpa = reference_sdpa(df, row, col)
-        refs["ref_sdpa"] = "" if sdpa is None else sdpa["config_id"]
+    declared = families.get(fam, Family(fam))
+    if declared.exact:
+        cells["wnf_vs_baseline"] = check_vs_baseline(row, base, q.exact_min_gain_over_baseline_pp, col)
+    else:
+        ref = reference_exact(df, row, col, {f.label for f in families.values() if f.exact})
+        refs["ref_exact"] = "" if ref is None else ref["config_id"]
         cells["wnf_vs_baseline"] = check_vs_baseline(row, base, q.efficient_min_gain_over_baseline_pp, col)
-        cells["wnf_vs_sdpa"] = check_vs_sdpa(row, sdpa, q.efficient_max_drop_vs_sdpa_pp, col)
-        cells["wnf_cost"] = check_cost(row, sdpa, getattr(th.cost, fam.lower()))
+        cells["wnf_vs_exact"] = check_vs_exact(row, ref, q.efficient_max_drop_vs_exact_pp, col)
+        cells["wnf_cost"] = check_cost(row, ref, th.cost_for(fam, declared.cost_thresholds))
     if row["n_seeds"] == 0:
-        cells.update({k: "FAIL" for k in ("wnf_vs_baseline", "wnf_vs_sdpa", "wnf_cost") if cells[k] != NA})
+        cells.update({k: "FAIL" for k in ("wnf_vs_baseline", "wnf_vs_exact", "wnf_cost") if cells[k] != NA})
     return {**cells, **refs, "PASS_WNF": overall(cells)}
 
 
@@ -120,9 +132,11 @@ def overall(cells: dict[str, str]) -> str:
     return "PASS"
 
 
-def add_pass_wnf(df: pd.DataFrame, th: Thresholds, metric: str = "macro_F1") -> pd.DataFrame:
+def add_pass_wnf(df: pd.DataFrame, th: Thresholds, metric: str = "macro_F1",
+                 families: Mapping[str, Family] | None = None) -> pd.DataFrame:
     """Return ``df`` with the threshold columns, the references used and ``PASS_WNF`` appended."""
     if df.empty:
-        return df.assign(**{c: [] for c in (*WNF_COLUMNS, "ref_baseline", "ref_sdpa", "PASS_WNF")})
-    checks = pd.DataFrame([row_checks(df, row, th, metric) for _, row in df.iterrows()], index=df.index)
+        return df.assign(**{c: [] for c in (*WNF_COLUMNS, "ref_baseline", "ref_exact", "PASS_WNF")})
+    families = declared_families() if families is None else families
+    checks = pd.DataFrame([row_checks(df, row, th, metric, families) for _, row in df.iterrows()], index=df.index)
     return pd.concat([df, checks], axis=1)

@@ -10,10 +10,11 @@ import pandas as pd
 
 from .fmt import missing
 from .thresholds import Thresholds
+from .wnf import NA
 
 CRITERIA = {  # results column -> heading in the report
     "wnf_vs_baseline": "quality vs TF-IDF+LR",
-    "wnf_vs_sdpa": "gap to SDPA",
+    "wnf_vs_exact": "gap to exact attention",
     "wnf_cost": "time or memory reduction",
     "wnf_seeds": "finished seeds",
     "wnf_spread": "seed spread",
@@ -54,31 +55,29 @@ def _reduction(value, ref) -> str:
 
 def vs_baseline(row, base, th: Thresholds, col: str) -> tuple[str, str]:
     q = th.quality
-    need = q.sdpa_min_gain_over_baseline_pp if row["family"] == "SDPA" else q.efficient_min_gain_over_baseline_pp
+    exact = str(row.get("wnf_vs_exact")) == NA  # exact families are the reference: no gap to check
+    need = q.exact_min_gain_over_baseline_pp if exact else q.efficient_min_gain_over_baseline_pp
     if base is None or missing(row[col]):
         return "–", f"≥ +{need:.2f} pp over TF-IDF+LR"
     return (f"{(row[col] - base[col]) * 100:+.2f} pp ({row[col]:.4f} vs {base[col]:.4f})",
             f"≥ +{need:.2f} pp over TF-IDF+LR")
 
 
-def vs_sdpa(row, sdpa, th: Thresholds, col: str) -> tuple[str, str]:
-    need = f"≤ {th.quality.efficient_max_drop_vs_sdpa_pp:.2f} pp below SDPA"
-    if sdpa is None or missing(row[col]):
+def vs_exact(row, ref, th: Thresholds, col: str) -> tuple[str, str]:
+    need = f"≤ {th.quality.efficient_max_drop_vs_exact_pp:.2f} pp below exact attention"
+    if ref is None or missing(row[col]):
         return "–", need
-    return f"{(sdpa[col] - row[col]) * 100:.2f} pp below ({row[col]:.4f} vs {sdpa[col]:.4f})", need
+    return f"{(ref[col] - row[col]) * 100:.2f} pp below ({row[col]:.4f} vs {ref[col]:.4f})", need
 
 
-def cost(row, sdpa, th: Thresholds) -> tuple[str, str]:
-    fam = str(row["family"]).lower()
-    if not hasattr(th.cost, fam):
-        return "–", "–"
-    c = getattr(th.cost, fam)
-    need = f"time ≥ {c.min_time_reduction:.0%} less or memory ≥ {c.min_memory_reduction:.0%} less than SDPA"
-    if sdpa is None:
+def cost(row, ref, th: Thresholds) -> tuple[str, str]:
+    c = th.cost_for(str(row["family"]))
+    need = f"time ≥ {c.min_time_reduction:.0%} less or memory ≥ {c.min_memory_reduction:.0%} less than exact attention"
+    if ref is None:
         return "–", need
-    t = _reduction(row["time_per_epoch_s"], sdpa["time_per_epoch_s"])
-    m = _reduction(_memory(row), _memory(sdpa))
-    return f"time {t}, memory {m} than SDPA", need
+    t = _reduction(row["time_per_epoch_s"], ref["time_per_epoch_s"])
+    m = _reduction(_memory(row), _memory(ref))
+    return f"time {t}, memory {m} than exact attention", need
 
 
 def stability(row, th: Thresholds, metric: str) -> dict[str, tuple[str, str]]:
@@ -96,15 +95,15 @@ def stability(row, th: Thresholds, metric: str) -> dict[str, tuple[str, str]]:
 def explain_row(df: pd.DataFrame, row: pd.Series, th: Thresholds, metric: str = "macro_F1") -> dict[str, Detail]:
     """``results column -> Detail`` for one configuration row of ``results`` (with PASS_WNF columns)."""
     col = f"{metric}_mean"
-    base, sdpa = _ref(df, row.get("ref_baseline")), _ref(df, row.get("ref_sdpa"))
-    parts = {"wnf_vs_baseline": vs_baseline(row, base, th, col), "wnf_vs_sdpa": vs_sdpa(row, sdpa, th, col),
-             "wnf_cost": cost(row, sdpa, th), **stability(row, th, metric)}
+    base, ref = _ref(df, row.get("ref_baseline")), _ref(df, row.get("ref_exact"))
+    parts = {"wnf_vs_baseline": vs_baseline(row, base, th, col), "wnf_vs_exact": vs_exact(row, ref, th, col),
+             "wnf_cost": cost(row, ref, th), **stability(row, th, metric)}
     out = {}
     for key, (measured, threshold) in parts.items():
         verdict = str(row[key])
         if verdict == "n.a.":
             measured, threshold = "–", "does not apply"
-        elif row["n_seeds"] == 0 and key in ("wnf_vs_baseline", "wnf_vs_sdpa", "wnf_cost"):
+        elif row["n_seeds"] == 0 and key in ("wnf_vs_baseline", "wnf_vs_exact", "wnf_cost"):
             measured = "no finished seed"
         out[key] = Detail(verdict, measured, threshold)
     return out

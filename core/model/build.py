@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import nn
 
-from ..components import AttentionContext, HeadContext, PositionalContext
+from ..components import Attention, AttentionContext, Head, HeadContext, PositionalContext, PositionalEncoding
 from ..config import ComponentSpec, HeadSpec, ModelConfig, structure
 from ..errors import CapabilityError, ConfigError
 from ..plugins import Registry, load_registry
@@ -88,8 +88,7 @@ def build_model(cfg: ModelConfig, head: HeadSpec | dict | str = "mlm", registry:
     encoder = build_encoder(cfg, registry, seed)
     model = EffxModel(encoder, build_head(head, cfg, registry))
     init_weights(model)  # in place: the decoder tied in EffxModel stays the embedding's Parameter
-    for m in model.modules():  # plugins may keep their own parameter init (e.g. learned tables)
-        reset = getattr(m, "reset_plugin_parameters", None)
-        if callable(reset):
-            reset()
+    for m in model.modules():  # components may keep their own parameter init (e.g. learned tables)
+        if isinstance(m, (Attention, PositionalEncoding, Head)):
+            m.reset_plugin_parameters()
     return model

@@ -66,7 +66,7 @@ class MultiHeadAttention(nn.Module):
         caps, name = self.attention.capabilities, self.attention.name
         if attn_mask is not None and not caps.attn_mask:
             raise CapabilityError(f"attention '{name}' does not support a dense attn_mask; use an attention that "
-                                  f"does (e.g. sdpa) or drop the mask")
+                                  f"does (`effx plugins --kind attention` lists their capabilities) or drop the mask")
         if key_padding_mask is not None and not caps.key_padding_mask:
             raise CapabilityError(f"attention '{name}' does not support padding masks; use equal-length batches "
                                   f"(data.max_length with static padding) or another attention")

@@ -13,9 +13,7 @@ CTX = PositionalContext(d_model=32, n_heads=4, head_dim=8, max_seq_len=64)
 
 def make(cls, config=None):
     pos = cls(config if config is not None else cls.Config(), CTX)
-    reset = getattr(pos, "reset_plugin_parameters", None)
-    if callable(reset):
-        reset()
+    pos.reset_plugin_parameters()  # as effx.build_model does after its weight initialisation
     return pos.eval()
 
 

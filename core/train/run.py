@@ -33,6 +33,7 @@ from ..config import ExperimentConfig, dump_yaml, load_experiment, load_yaml, to
 from ..data import EncodedDataset, encode_with_stats, load_splits, tokenizer_from_str, tokenizer_to_str
 from ..data import load_tokenizer, train_tokenizer, unk_rate
 from ..errors import ConfigError
+from ..metrics import metric_names
 from ..plugins import load_registry
 from ..sysinfo import reset_peak_memory, run_info
 from . import checkpoint as ckpt
@@ -139,7 +140,7 @@ class Session:
         train_ds, val_ds, label_names, unk = self._data(tok, payload)
         model = self._model(source_state)
         check_fits(self.cfg, model.num_parameters(), train_ds.lengths, val_ds.lengths, self.dist.device)
-        files = RunFiles(self.exp, enabled=self.dist.main)
+        files = RunFiles(self.exp, enabled=self.dist.main, metric_names=metric_names(self.registry))
         files.open(payload["position"]["step"] if payload else None)
         self.files = files
         try:

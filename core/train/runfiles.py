@@ -1,6 +1,7 @@
 """The files every run writes into its experiment folder, all written atomically or append-only.
 
-* ``metrics.csv`` - long format, one row per (step, split): see :data:`METRIC_COLUMNS`;
+* ``metrics.csv`` - long format, one row per (step, split): see :func:`metric_columns` (one column per
+  registered metric);
 * ``events.jsonl`` - one JSON object per line ``{"time", "event", "step", ...}``;
 * ``status.json`` - ``{"status": running|finished|failed|interrupted, "cause", "step", "epoch", "updated"}``;
 * ``run_info.json`` - seed, dtype, device, versions, git commit, plugins, parameter count;
@@ -28,10 +29,19 @@ from ..atomic import write_bytes as atomic_write_bytes  # noqa: F401  (used acro
 from ..atomic import append_text
 from ..atomic import write_text as atomic_write_text
 
-METRIC_COLUMNS = [
-    "step", "epoch", "split", "loss", "lr", "accuracy", "macro_F1", "weighted_F1", "AUROC",
-    "tokens_per_s", "time_per_step_s", "time_per_epoch_s", "peak_mem_MiB", "mem_kind", "grad_norm", "wall_s",
-]
+LEADING_COLUMNS = ("step", "epoch", "split", "loss", "lr")
+TRAILING_COLUMNS = ("tokens_per_s", "time_per_step_s", "time_per_epoch_s", "peak_mem_MiB", "mem_kind", "grad_norm",
+                    "wall_s")
+
+
+def metric_columns(metric_names) -> list[str]:
+    """The ``metrics.csv`` header: bookkeeping columns around one column per metric."""
+    return [*LEADING_COLUMNS, *metric_names, *TRAILING_COLUMNS]
+
+
+def metrics_in(columns) -> list[str]:
+    """The metric columns of a ``metrics.csv`` header (everything but the bookkeeping columns)."""
+    return [c for c in columns if c not in LEADING_COLUMNS + TRAILING_COLUMNS]
 STATUSES = ("running", "finished", "failed", "interrupted")
 
 
@@ -54,9 +64,10 @@ def _cell(value: Any) -> Any:
 class RunFiles:
     """Writer for one experiment folder. Only the main process (rank 0) writes."""
 
-    def __init__(self, exp_dir: Path, enabled: bool = True) -> None:
+    def __init__(self, exp_dir: Path, enabled: bool = True, metric_names=()) -> None:
         self.dir = Path(exp_dir)
         self.enabled = enabled
+        self.columns = metric_columns(metric_names)
         self.metrics_path = self.dir / "metrics.csv"
         self.events_path = self.dir / "events.jsonl"
         self.status_path = self.dir / "status.json"
@@ -89,16 +100,19 @@ class RunFiles:
             self._truncate_events(resume_step)
             self._wall_before = self._last_wall()
         if not self.metrics_path.exists():
-            atomic_write_text(self.metrics_path, ",".join(METRIC_COLUMNS) + "\n")
+            atomic_write_text(self.metrics_path, ",".join(self.columns) + "\n")
 
     def _truncate_metrics(self, step: int) -> None:
         if not self.metrics_path.exists():
             return
         with open(self.metrics_path, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh)  # a row cut short by a kill has missing cells: dropped
+            reader = csv.DictReader(fh)
+            rows = [r for r in reader  # a row cut short by a kill has missing cells: dropped
                     if None not in r.values() and r.get("step") and int(r["step"]) <= step]
+        kept = metrics_in(reader.fieldnames or [])  # a metric of the interrupted run keeps its column
+        self.columns = metric_columns(dict.fromkeys([*kept, *metrics_in(self.columns)]))
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.metrics_path, out.getvalue())
@@ -132,11 +146,11 @@ class RunFiles:
     def metric(self, row: dict) -> None:
         if not self.enabled:
             return
-        unknown = set(row) - set(METRIC_COLUMNS)
+        unknown = set(row) - set(self.columns)
         assert not unknown, f"unknown metric columns {unknown}"
         row = {**row, "wall_s": round(self._wall_before + time.time() - self._start, 3)}
         out = io.StringIO()
-        csv.DictWriter(out, fieldnames=METRIC_COLUMNS, lineterminator="\n").writerow({k: _cell(row.get(k)) for k in METRIC_COLUMNS})
+        csv.DictWriter(out, fieldnames=self.columns, lineterminator="\n").writerow({k: _cell(row.get(k)) for k in self.columns})
         append_text(self.metrics_path, out.getvalue())
 
     def event(self, event: str, step: int, **fields: Any) -> None:

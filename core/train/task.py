@@ -15,8 +15,6 @@ import torch.nn.functional as F
 
 from ..data import IGNORE_INDEX, MLMCollator, PadCollator, SPECIAL
 
-CLASSIFICATION_METRICS = ("accuracy", "macro_F1", "weighted_F1", "AUROC")
-
 
 class MLMTask:
     """BERT/RoBERTa masked-token prediction; validation masks are fixed (epoch 0) so losses compare."""
@@ -69,7 +67,8 @@ class MLMTask:
 
 
 class ClassificationTask:
-    """Cross-entropy over pooled logits; validation reports accuracy, macro/weighted F1 and AUROC."""
+    """Cross-entropy over pooled logits; validation reports every registered metric, each with its
+    config from ``train.metrics``."""
 
     name = "classification"
     need_labels = True
@@ -77,6 +76,7 @@ class ClassificationTask:
     def __init__(self, vocab_size: int, cfg, seed: int) -> None:
         self.train_collator = PadCollator(SPECIAL["pad"])
         self.eval_collator = self.train_collator
+        self.metric_section = cfg.train.metrics
 
     def set_epoch(self, epoch: int) -> None:
         """Classification batches do not depend on the epoch (the sampler does)."""
@@ -99,15 +99,14 @@ class ClassificationTask:
     def eval_batch(logits: torch.Tensor, batch: dict) -> dict:
         return {"prob": torch.softmax(logits.float(), -1).cpu().numpy(), "label": batch["labels"].cpu().numpy()}
 
-    @staticmethod
-    def finish_eval(parts: list[dict], loss_sum: float, count: int, registry) -> dict:
+    def finish_eval(self, parts: list[dict], loss_sum: float, count: int, registry) -> dict:
+        from ..metrics import score
+
         prob = np.concatenate([p["prob"] for p in parts])  # (n, C)
         label = np.concatenate([p["label"] for p in parts])  # (n,)
-        out = {"loss": loss_sum / max(count, 1)}
-        for name in CLASSIFICATION_METRICS:
-            value = registry.get("metric", name).cls()(label, prob)
-            out[name] = None if value is None or math.isnan(value) else value
-        return out
+        scores = score(label, prob, registry, self.metric_section)
+        return {"loss": loss_sum / max(count, 1),
+                **{k: None if v is None or math.isnan(v) else v for k, v in scores.items()}}
 
 
 def make_task(kind: str, vocab_size: int, cfg, seed: int):

@@ -32,9 +32,7 @@ import attrs
 import torch
 
 import effx
-from effx.errors import ConfigError
-from effx.bounds import at_least
-from effx.masks import as_bool, attn_mask_4d
+from effx import ConfigError, as_bool, at_least, attn_mask_4d
 
 from .features import (
     DEFAULT_FEATURE_EPS,
@@ -51,6 +49,7 @@ from .features import (
     values_with_ones,
 )
 from .fused import FavorLinear
+from .peer import PERFORMER_PYTORCH
 from .toeplitz import toeplitz_attention
 
 _WARNED: set[str] = set()  # attention types that already warned about the dense-mask fallback
@@ -120,6 +119,11 @@ class PerformerAttention(effx.Attention):
     Config = PerformerConfig
     capabilities = effx.AttentionCapabilities()
     exact = False
+    family = "Performer"
+    # the product's cost rule: time/epoch <= exact - 20 % or peak memory <= exact - 30 %
+    cost_thresholds = {"min_time_reduction": 0.20, "min_memory_reduction": 0.30}
+    bench_peers = (PERFORMER_PYTORCH,)
+    break_even_target = 1024  # bench target: faster than exact attention from N = 1024
     # Bound on ||d_out - d_exact|| / ||d_exact||, d = (output with a relative bias) - (output without),
     # for q, k of std <= 0.5 (logit std <= 0.25) with the default config; 0.17-0.18 measured at head
     # size 16, N = 32, per-head N(0, 1) bias tables. Wider logit spreads exceed it (0.54-0.63 at std 1).

@@ -40,7 +40,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from effx.bounds import at_least
+from effx import at_least
 
 from .favor import PerformerAttention
 from .features import DEFAULT_FEATURE_EPS

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import effx
-from effx.errors import ConfigError
+from effx import ConfigError
 from effx_performer import fused
 from effx_performer.favor import PerformerAttention
 from effx_performer.favor_pp import PerformerPlusPlusAttention

@@ -23,7 +23,7 @@ def long_step(att_type: str) -> dict:
     import torch
 
     import effx
-    from effx.config import AttentionSpec, ModelConfig, PositionalSpec
+    from effx import AttentionSpec, ModelConfig, PositionalSpec
 
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=100, d_model=D_MODEL, n_layers=1, n_heads=HEADS, d_ff=4 * D_MODEL, dropout=0.0,

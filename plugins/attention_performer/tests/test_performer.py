@@ -13,7 +13,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 import effx
-from effx.config import structure
+from effx import structure
 from effx_performer import PerformerAttention, PerformerPlusPlusAttention
 from effx_performer import favor as favor_module
 from effx_performer.features import KEY_DIMS, QUERY_DIMS, positive_features, row_term

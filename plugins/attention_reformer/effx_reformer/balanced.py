@@ -35,7 +35,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from effx.bounds import at_least
+from effx import at_least
 
 from .lsh import ReformerLSH
 

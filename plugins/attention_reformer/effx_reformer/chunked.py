@@ -26,7 +26,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from effx.masks import attn_mask_4d
+from effx import attn_mask_4d
 
 MASKED = -1e30  # score of a pair that may not be attended (finite, so softmax never sees -inf - -inf)
 SELF = -1e5  # shared-QK score of a token with itself: used only when no other key is allowed

@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 
 import effx
-from effx.bounds import BoundsError, at_least
-from effx.masks import as_bool, attn_mask_4d
+from effx import BoundsError, as_bool, at_least, attn_mask_4d
 
 from .chunked import BufferPool, chunked_attention, scratch
+from .peer import REFORMER_PYTORCH
+from .reference import SHARED_QK_REFERENCE, shared_qk_reference
 
 _positive = at_least(1)
 
@@ -68,6 +69,11 @@ class ReformerLSH(effx.Attention):
     capabilities = effx.AttentionCapabilities(key_padding_mask=True, attn_mask=True,
                                               positional=frozenset(effx.PositionMode))
     exact = False
+    family = "Reformer"
+    # the product's cost rule: time/epoch <= exact - 15 % or peak memory <= exact - 25 %
+    cost_thresholds = {"min_time_reduction": 0.15, "min_memory_reduction": 0.25}
+    bench_peers = (REFORMER_PYTORCH,)
+    break_even_target = 4096  # bench target: faster than exact attention from N = 4096
     content_routed = True  # which keys a query compares depends on the keys' content (their buckets)
     rel_bias_tolerance = 1.0  # only compared pairs get a bias; the suite checks per-head fidelity, not value
 
@@ -75,6 +81,14 @@ class ReformerLSH(effx.Attention):
     def gradcheck_configs(cls) -> tuple:
         c = cls.Config
         return (c(), c(shared_qk=False), c(rotations="fixed", dedup=False, n_hashes=1))
+
+    def exact_reference(self, q, k, v, rows):
+        """With ``shared_qk`` the exact form approximated is shared-QK attention: keys are the
+        unit-normalised queries and a token attends itself only when nothing else is available
+        (self score -5e4, as in reformer-pytorch). ``q, k, v [B, H, N, Dh]``, ``rows [S]``."""
+        if not self.config.shared_qk:
+            return super().exact_reference(q, k, v, rows)
+        return shared_qk_reference(q, v, rows), SHARED_QK_REFERENCE
 
     def __init__(self, config, ctx) -> None:
         super().__init__(config, ctx)

@@ -13,7 +13,7 @@ SCRIPT = r"""
 import json, resource, sys, time
 import torch
 import effx
-from effx.config import AttentionSpec, ModelConfig, PositionalSpec
+from effx import AttentionSpec, ModelConfig, PositionalSpec
 
 def rss_mib():
     with open("/proc/self/statm") as f:

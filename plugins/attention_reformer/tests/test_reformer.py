@@ -280,7 +280,7 @@ def test_config_rejects_bad_values():
 
 
 def test_user_config_errors_are_one_line():
-    from effx.config import structure
+    from effx import structure
 
     with pytest.raises(effx.ConfigError, match="bucket_sise"):
         structure({"bucket_sise": 3}, ReformerConfig, root="model.attention")
@@ -373,7 +373,7 @@ def test_longer_than_max_seq_len_is_a_one_line_error():
 
 
 def test_encoder_gradient_checkpointing_matches_plain_training_step():
-    from effx.config import AttentionSpec, ModelConfig, PositionalSpec
+    from effx import AttentionSpec, ModelConfig, PositionalSpec
 
     def step(checkpointing):
         cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.0, max_seq_len=64,

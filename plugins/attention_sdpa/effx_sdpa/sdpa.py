@@ -7,7 +7,7 @@ Two code paths, chosen by ``impl``:
 * ``fused`` - ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
   kernels where the backend has them).
 
-Both give the zero vector for a query whose keys are all masked (see :mod:`effx.masks`).
+Both give the zero vector for a query whose keys are all masked (see :func:`effx.fully_masked_rows`).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import effx
-from effx.masks import combine, fully_masked_rows
+from effx import combine, fully_masked_rows
 
 
 @attrs.frozen
@@ -55,11 +55,21 @@ def explicit_attention(q, k, v, mask, bias, dropout_p: float, training: bool) ->
     return probs @ v  # (B, H, N, Dh)
 
 
+def _flash_kernel():
+    """Force the flash kernel of ``F.scaled_dot_product_attention`` (CUDA only)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+
+
 class SDPAttention(effx.Attention):
     name = "sdpa"
     Config = SDPAConfig
     capabilities = effx.AttentionCapabilities()
     exact = True
+    family = "SDPA"
+    impl_variants = (effx.ImplVariant("fused", {"impl": "fused"}), effx.ImplVariant("explicit", {"impl": "explicit"}),
+                     effx.ImplVariant("flash", {"impl": "fused"}, devices=("cuda",), kernel=_flash_kernel))
 
     def forward(self, q, k, v, *, key_padding_mask=None, attn_mask=None, rel_bias=None):
         b, h, n, _ = q.shape

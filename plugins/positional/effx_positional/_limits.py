@@ -1,4 +1,4 @@
-from effx.errors import SequenceTooLongError
+from effx import SequenceTooLongError
 
 
 def check(name: str, n: int, limit: int) -> None:

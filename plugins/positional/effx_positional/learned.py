@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import effx
-from effx.bounds import at_least
+from effx import at_least
 
 from ._limits import check
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import effx
-from effx.bounds import at_least
+from effx import at_least
 
 
 @attrs.frozen

@@ -20,8 +20,7 @@ import attrs
 import torch
 
 import effx
-from effx.bounds import greater_than
-from effx.errors import ConfigError
+from effx import ConfigError, greater_than
 
 from ._limits import check
 

@@ -1,7 +1,7 @@
 import torch
 
 import effx
-from effx.config import ModelConfig, PositionalSpec
+from effx import ModelConfig, PositionalSpec
 from effx_positional.relative import bucket
 from effx_positional.sinusoidal import sinusoid_table
 
