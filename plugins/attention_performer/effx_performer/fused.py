@@ -35,7 +35,7 @@ import threading
 
 import torch
 
-from .features import DEN_FLOOR, row_term
+from .features import DEN_FLOOR
 
 _local = threading.local()
 LOGIT_SLOT, GRAD_SLOT = 0, 1
@@ -98,34 +98,32 @@ def _key_block(yb, wt, rb, c):
     return _logits(yb, wt).sub_(c - rb).exp_()  # (rows, M)
 
 
-def _input_grad(g_l, wt, xb, d, sq_scale, g_xb, g_w):
-    """``g_l = dL/dl`` ``[rows, M]`` of one block -> ``g_xb [rows, a]`` (and ``g_w [M, a]`` +=) for
-    ``l = x w^T - sq_scale |x[:d]|^2 / 2``."""
+def _input_grad(g_l, wt, xb, g_xb, g_rb, g_w):
+    """``g_l = dL/dl`` ``[rows, M]`` of one block -> ``g_xb [rows, a]``, ``g_rb [rows, 1]`` (and
+    ``g_w [M, a]`` +=) for ``l = x w^T + r``."""
     torch.mm(g_l, wt.t(), out=g_xb)
-    g_xb[:, :d].addcmul_(xb[:, :d], g_l.sum(-1, keepdim=True), value=-sq_scale)
+    torch.sum(g_l, -1, keepdim=True, out=g_rb)
     if g_w is not None:
         g_w.addmm_(g_l.t(), xb)
 
 
 class FavorLinear(torch.autograd.Function):
-    """``(xq, wq, yk, wk, v_ext, eps, sq_scale, d[, key_pad]) -> ratio((phi(Q) + eq) ((phi(K) + ek)^T v_ext))``;
-    ``xq, yk [B, H, N, a]`` whose first ``d`` columns are the raw inputs ``q, k``, ``wq, wk [M, a] |
-    [B, H, M, a]`` (gradient only when required), ``v_ext [B, H, N, Dh+1]`` (last column ones),
-    ``key_pad [B|1, H|1, N]`` (0, or -1e30 for a hidden key) or None -> ``[B, H, N, Dh]``, with
-    ``phi = exp(l - c)``, ``l = x' w'^T - sq_scale |x[:d]|^2 / 2 (+ key_pad)`` and ``e = eps e^-c``
-    (:func:`effx_performer.features.stabilised_features`). The normalisation follows
-    :func:`effx_performer.favor.ratio`."""
+    """``(xq, wq, rq, yk, wk, rk, v_ext, eps) -> ratio((phi(Q) + eq) ((phi(K) + ek)^T v_ext))``;
+    ``xq, yk [B, H, N, a]`` matmul operands, ``wq, wk [M, a] | [B, H, M, a]`` (gradient only when
+    required: a projection shared by all heads needs none), ``rq, rk [B, H, N]`` per-token logit terms
+    (the ``-|x|^2/2`` row term; for keys plus -1e30 at a hidden key), ``v_ext [B, H, N, Dh+1]`` (last
+    column ones) -> ``[B, H, N, Dh]``, with ``phi = exp(l - c)``, ``l = x' w'^T + r`` and
+    ``e = eps e^-c`` (:func:`effx_performer.features.stabilised_features`). The normalisation
+    follows :func:`effx_performer.favor.ratio`. Per-head factors belong in ``x'`` and ``r`` (O(N a)):
+    their gradients then come out of the input gradient, with no ``[M, a]`` weight-gradient matmul."""
 
     @staticmethod
-    def forward(ctx, xq, wq, yk, wk, v_ext, eps, sq_scale, d, key_pad=None):
+    def forward(ctx, xq, wq, rq, yk, wk, rk, v_ext, eps):
         b, h, n, _ = xq.shape
-        rq, rk = row_term(xq[..., :d], sq_scale), row_term(yk[..., :d], sq_scale)  # (B, H, N)
-        if key_pad is not None:
-            rk = rk + key_pad
         bh, e_dim = b * h, v_ext.shape[-1]
         x, wqt = _flat(xq, wq)  # (BH, N, a), (BH, a, M)
         y, wkt = _flat(yk, wk)
-        rq, rk = rq.reshape(bh, n, 1), rk.reshape(bh, n, 1)
+        rq, rk = rq.reshape(bh, n, 1).contiguous(), rk.reshape(bh, n, 1).contiguous()
         ve = v_ext.reshape(bh, n, e_dim).contiguous()
         kv, c_k = _key_state(y, wkt, rk, ve, eps)  # (BH, M, E), (BH, 1, 1)
         out_ext = torch.empty(bh, n, e_dim, dtype=ve.dtype, device=ve.device)  # numerator | normaliser
@@ -140,13 +138,13 @@ class FavorLinear(torch.autograd.Function):
         inv = torch.where(den > DEN_FLOOR, den, torch.inf).reciprocal_()  # 0 where no key is seen
         out = out_ext[..., :-1].mul_(inv)  # (BH, N, Dh), in place, a view of out_ext
         ctx.save_for_backward(xq, wq, yk, wk, v_ext, kv, c_k, out, inv, rq, rk)  # all O(N Dh) or smaller
-        ctx.eps, ctx.sq_scale, ctx.d = eps, sq_scale, d
+        ctx.eps = eps
         return out.view(b, h, n, e_dim - 1)
 
     @staticmethod
     def backward(ctx, grad):  # grad (B, H, N, Dh)
         xq, wq, yk, wk, v_ext, kv, c_k, out, inv, rq, rk = ctx.saved_tensors
-        eps, sq_scale, d = ctx.eps, ctx.sq_scale, ctx.d
+        eps = ctx.eps
         b, h, n, _ = xq.shape
         bh = b * h
         x, wqt = _flat(xq, wq)
@@ -158,6 +156,7 @@ class FavorLinear(torch.autograd.Function):
         m = wqt.shape[-1]
         g_kv = torch.zeros_like(kv)  # (BH, M, E)
         g_x, g_y, g_v = torch.empty_like(x), torch.empty_like(y), torch.empty_like(ve)
+        g_rq, g_rk = torch.empty_like(rq), torch.empty_like(rk)  # (BH, N, 1)
         g_wq = x.new_zeros(bh, m, x.shape[-1]) if ctx.needs_input_grad[1] else None
         g_wk = y.new_zeros(bh, m, y.shape[-1]) if ctx.needs_input_grad[3] else None
         for i in range(bh):
@@ -167,7 +166,7 @@ class FavorLinear(torch.autograd.Function):
                     g_kv[i].add_((grad[i, s:e] * eq).sum(0, keepdim=True))
                 g_kv[i].addmm_(f.t(), grad[i, s:e])
                 g_l = torch.mm(grad[i, s:e], kv[i].t(), out=_buffer(GRAD_SLOT, f.shape, f)).mul_(f)
-                _input_grad(g_l, wqt[i], x[i, s:e], d, sq_scale, g_x[i, s:e], None if g_wq is None else g_wq[i])
+                _input_grad(g_l, wqt[i], x[i, s:e], g_x[i, s:e], g_rq[i, s:e], None if g_wq is None else g_wq[i])
             col_gkv = g_kv[i].sum(0, keepdim=True) * (torch.exp(-c_k[i]) * eps) if eps else None  # (1, E)
             for s, e in blocks(n, m):  # keys: recompute features, d loss / d v_ext and d loss / d yk
                 f = _key_block(y[i, s:e], wkt[i], rk[i, s:e], c_k[i])  # (rows, M)
@@ -175,13 +174,13 @@ class FavorLinear(torch.autograd.Function):
                 if col_gkv is not None:
                     g_v[i, s:e].add_(col_gkv)
                 g_l = torch.mm(ve[i, s:e], g_kv[i].t(), out=_buffer(GRAD_SLOT, f.shape, f)).mul_(f)
-                _input_grad(g_l, wkt[i], y[i, s:e], d, sq_scale, g_y[i, s:e], None if g_wk is None else g_wk[i])
+                _input_grad(g_l, wkt[i], y[i, s:e], g_y[i, s:e], g_rk[i, s:e], None if g_wk is None else g_wk[i])
         if g_wq is not None:  # (BH, M, a) -> the shape of wq (summed over B, H for a shared one)
             g_wq = g_wq.sum(0) if wq.dim() == 2 else g_wq.view(wq.shape)
         if g_wk is not None:
             g_wk = g_wk.sum(0) if wk.dim() == 2 else g_wk.view(wk.shape)
-        return (g_x.view(xq.shape), g_wq, g_y.view(yk.shape), g_wk, g_v.view(v_ext.shape),
-                None, None, None, None)
+        return (g_x.view(xq.shape), g_wq, g_rq.view(b, h, n), g_y.view(yk.shape), g_wk, g_rk.view(b, h, n),
+                g_v.view(v_ext.shape), None)
 
 
 def _key_state(y, wt, r, ve, eps):
