@@ -158,6 +158,11 @@ class PerformerAttention(effx.Attention):
         w = self.projection.to(q.dtype) * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
         return query_operands(q, w), key_operands(k, w, kpm if fold_padding else None)
 
+    def fast_operands(self, q, k, kpm):
+        """Operands of the fused path: :meth:`operands` without padding folded, and the per-head
+        factor ``[B, H, 1]`` of the row terms (None: 1)."""
+        return (*self.operands(q, k, kpm, dense=False, fold_padding=False), None)
+
     def features(self, q, k, kpm, dense: bool):
         """fp32 ``q, k [B, H, N, Dh]`` -> ``phi(q), phi(k) [B, H, N, M]`` and the per-key stabiliser
         ``[B, H, N, 1]`` (dense path) or None (autograd path)."""
@@ -181,12 +186,10 @@ class PerformerAttention(effx.Attention):
             q, k, v = q.to(ct), k.to(ct), v.to(ct)
             v_ext = values_with_ones(v, kpm)  # (B, H, N, Dh+1)
             if attn_mask is None and rel_bias is None and self.config.kernel == "softmax":
-                (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense=False, fold_padding=False)
-                sq_scale = q.shape[-1] ** -0.5
-                rq, rk = row_term(q, sq_scale), row_term(k, sq_scale)  # (B, H, N)
-                if kpm is not None:
-                    rk = rk.masked_fill(~kpm[:, None, :], MASKED_LOGIT)  # a padded key gets feature 0
-                out = FavorLinear.apply(xq, wq, rq, yk, wk, rk, v_ext, self.config.feature_eps)  # the fast path
+                (xq, wq), (yk, wk), row_scale = self.fast_operands(q, k, kpm)
+                eps, sq_scale = self.config.feature_eps, q.shape[-1] ** -0.5
+                pad = None if kpm is None else k.new_zeros(kpm.shape).masked_fill(~kpm, MASKED_LOGIT)[:, None]
+                out = FavorLinear.apply(xq, wq, yk, wk, v_ext, eps, sq_scale, q.shape[-1], pad, row_scale)  # fast path
             else:
                 out = ratio(self.general(q, k, v_ext, kpm, attn_mask, rel_bias))  # (B, H, N, Dh)
         return out.to(out_dtype)

@@ -94,6 +94,17 @@ class PerformerPlusPlusAttention(PerformerAttention):
         ``-|x|^2/2`` stay those of the raw inputs (``B`` multiplies ``w . x`` only)."""
         if dense:  # see module docstring: A = 0 under a dense attn_mask
             return super().operands(q, k, kpm, dense, fold_padding)
+        (xq, yk, w), _ = self._operands(q, k, kpm)
+        return query_operands(xq, w), key_operands(yk, w, kpm if fold_padding else None)
+
+    def fast_operands(self, q, k, kpm):
+        """The fused path's operands: ``x'`` carries ``B q`` in its first ``Dh`` columns, so the row
+        terms (``-|q|^2/2`` of the raw inputs) are scaled by ``1 / B^2``."""
+        (xq, yk, w), coef = self._operands(q, k, kpm)
+        return (xq, w), (yk, w), coef.square().reciprocal()[..., 0]  # (B, H, 1)
+
+    def _operands(self, q, k, kpm):
+        """``(x' [B, H, N, Dh+2], y', w' [M, Dh+2])`` and ``B [B, H, 1, 1]``."""
         b, h, n, d = q.shape
         s = mean_pair_sq_distance(q, k, kpm) / d**0.5  # (B, H): |x + y|^2 = |q + k|^2 / sqrt(d)
         a = optimal_a(s, d)  # (B, H)
@@ -102,5 +113,4 @@ class PerformerPlusPlusAttention(PerformerAttention):
         head = torch.stack([a, log_d], -1)[:, :, None, :].expand(b, h, n, 2)  # (B, H, N, 2)
         proj = self.projection.to(q.dtype)  # (M, Dh)
         w = torch.cat([proj * d**-0.25, proj.square().sum(-1, keepdim=True), proj.new_ones(proj.shape[0], 1)], -1)
-        xq, yk = torch.cat([q * coef, head], -1), torch.cat([k * coef, head], -1)  # (B, H, N, Dh+2)
-        return query_operands(xq, w), key_operands(yk, w, kpm if fold_padding else None)
+        return (torch.cat([q * coef, head], -1), torch.cat([k * coef, head], -1), w), coef  # (B, H, N, Dh+2)

@@ -162,7 +162,7 @@ def test_fused_core_gradients_match_autograd(eps):
         return torch.cat([t, torch.ones_like(t[..., :1])], -1)
 
     def fused(x, y, vv):
-        return FavorLinear.apply(x, wq, row_term(x[..., :d], sq), y, wk, row_term(y[..., :d], sq), ext(vv), eps)
+        return FavorLinear.apply(x, wq, y, wk, ext(vv), eps, sq, d)
 
     def plain(x, y, vv):
         qp = positive_features(x, wq, row_term(x[..., :d], sq), QUERY_DIMS, eps)
