@@ -1,6 +1,6 @@
 """Relative error of the Reformer types against exact attention on fixed random inputs.
 
-    python plugins/attention_reformer/approx_error.py --out docs/approx_error_reformer.md
+    nice -n 19 python plugins/attention_reformer/approx_error.py --out docs/approx_error_reformer.md
 
 For each type, QK mode, input kind, ``n_hashes`` and ``bucket_size``: ``||out - exact||_F / ||exact||_F``
 averaged over ``--seeds`` rotation seeds (eval mode, so the fixed rotations of that seed). The exact
@@ -46,19 +46,25 @@ def exact(q, k, v, shared_qk: bool):
     return torch.softmax(s, -1) @ v
 
 
-def rel_error(name, cfg_fields, q, k, v, ref, seeds: int) -> float:
+def make(name, cfg_fields, q, seed: int = 0):
+    """The attention with ``max_seq_len = N``: with ``n_buckets`` unset the bucket count is
+    ``max_seq_len / bucket_size`` (never the batch's padded length)."""
     cls = effx.load_registry().get("attention", name).cls
+    return cls(cls.Config(**cfg_fields), effx.AttentionContext(q.shape[1], q.shape[3], q.shape[2], seed=seed)).eval()
+
+
+def rel_error(name, cfg_fields, q, k, v, ref, seeds: int) -> float:
     errs = []
     for seed in range(seeds):
-        att = cls(cls.Config(**cfg_fields), effx.AttentionContext(q.shape[1], q.shape[3], q.shape[2], seed=seed))
         with torch.no_grad():
-            out = att.eval()(q, k, v)
+            out = make(name, cfg_fields, q, seed)(q, k, v)
         errs.append(((out - ref).norm() / ref.norm()).item())
     return sum(errs) / len(errs)
 
 
 def table(n: int, seeds: int, hashes: list[int], buckets: list[int]) -> list[str]:
-    lines = ["| input | QK | bucket_size | n_hashes | reformer_lsh | reformer_balanced |", "|---|---|---|---|---|---|"]
+    lines = ["| input | QK | bucket_size | n_buckets (lsh) | n_hashes | reformer_lsh | reformer_balanced |",
+             "|---|---|---|---|---|---|---|"]
     for kind in ("gaussian", "clustered"):
         q, k, v = inputs(kind, n)
         for shared in (True, False):
@@ -69,7 +75,8 @@ def table(n: int, seeds: int, hashes: list[int], buckets: list[int]) -> list[str
                     lsh = rel_error("reformer_lsh", fields, q, k, v, ref, seeds)
                     bal = rel_error("reformer_balanced", fields, q, k, v, ref, seeds)
                     qk = "shared" if shared else "separate"
-                    lines.append(f"| {kind} | {qk} | {bs} | {nh} | {lsh:.4f} | {bal:.4f} |")
+                    nb = make("reformer_lsh", fields, q).n_buckets()
+                    lines.append(f"| {kind} | {qk} | {bs} | {nb} | {nh} | {lsh:.4f} | {bal:.4f} |")
                     print(lines[-1], flush=True)
     return lines
 
@@ -84,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rows = table(args.n, args.seeds, args.hashes, args.buckets)
-    cmd = "python plugins/attention_reformer/approx_error.py " + " ".join(sys.argv[1:])
+    cmd = "nice -n 19 python plugins/attention_reformer/approx_error.py " + " ".join(sys.argv[1:])
     text = "\n".join([
         "# Reformer: relative error against exact attention",
         "",
@@ -93,6 +100,9 @@ def main() -> None:
         f"B=1, 4 heads x 64, N={args.n}; relative Frobenius error of the output, mean over {args.seeds} rotation "
         "seeds; lower is better. Reference: exact softmax attention with the same keys "
         "(shared-QK: unit queries as keys, a token attends to itself only when nothing else is allowed).",
+        f"`n_buckets` is left unset, so reformer_lsh uses max_seq_len / bucket_size buckets (max_seq_len = N = "
+        f"{args.n} here; the count no longer follows a batch's padded length) and reformer_balanced a tree of depth "
+        "ceil(log2(real tokens / bucket_size)); no padding, so the figures are those of an unpadded batch.",
         "`gaussian`: i.i.d. N(0,1) q, k, v (flat attention: the worst case for any sparse attention); "
         "`clustered`: q, k around 16 centres of unequal frequency (peaked attention, as in trained models).",
         "",
