@@ -153,19 +153,20 @@ class PerformerAttention(effx.Attention):
             self.projection = self.draw(step // interval).to(self.projection.device)
         self.step += 1
 
+    def feature_offset(self, q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, kpm, dense: bool):
+        """Per-(B, H) input scale and per-feature logit offset; FAVOR+ uses neither."""
+        return None, None
+
     def operands(self, q, k, kpm, dense: bool, fold_padding: bool = True):
         """fp32 ``q, k [B, H, N, Dh]`` -> matmul operands ``(x', w')`` of the query and key logits
-        (the ``-|x|^2/2`` row terms are ``row_term(., Dh^-1/2)`` of the raw ``q, k``). ``fold_padding``:
-        padded keys get logit -1e30 through an extra matmul column; otherwise the caller adds it to
-        the row term."""
+        (the ``-|x|^2/2`` row terms are ``row_term(., Dh^-1/2)``). ``fold_padding``: padded keys get
+        logit -1e30 through an extra matmul column; otherwise the caller adds it to the row term."""
         scale = q.shape[-1] ** -0.25  # exp(x . y) = exp(q . k / sqrt(Dh)) for x, y = q, k * scale
         w = self.projection.to(q.dtype) * scale  # (M, Dh): the input scaling lives in w, q and k are not copied
-        return query_operands(q, w), key_operands(k, w, kpm if fold_padding else None)
-
-    def fast_operands(self, q, k, kpm):
-        """Operands of the fused path: :meth:`operands` without padding folded, and the per-head
-        factor ``[B, H, 1]`` of the row terms (None: 1)."""
-        return (*self.operands(q, k, kpm, dense=False, fold_padding=False), None)
+        coef, offset = self.feature_offset(q, k, w, kpm, dense)
+        if coef is not None:  # (B, H, 1): B multiplies w . x only, not the -|y|^2/2 term
+            w = w * coef[..., None]  # (B, H, M, Dh)
+        return query_operands(q, w, offset), key_operands(k, w, kpm if fold_padding else None, offset)
 
     def features(self, q, k, kpm, dense: bool):
         """fp32 ``q, k [B, H, N, Dh]`` -> ``phi(q), phi(k) [B, H, N, M]`` and the per-key stabiliser
@@ -190,10 +191,10 @@ class PerformerAttention(effx.Attention):
             q, k, v = q.to(ct), k.to(ct), v.to(ct)
             v_ext = values_with_ones(v, kpm)  # (B, H, N, Dh+1)
             if attn_mask is None and rel_bias is None and self.config.kernel == "softmax":
-                (xq, wq), (yk, wk), row_scale = self.fast_operands(q, k, kpm)
+                (xq, wq), (yk, wk) = self.operands(q, k, kpm, dense=False, fold_padding=False)
                 eps, sq_scale = self.config.feature_eps, q.shape[-1] ** -0.5
                 pad = None if kpm is None else k.new_zeros(kpm.shape).masked_fill(~kpm, MASKED_LOGIT)[:, None]
-                out = FavorLinear.apply(xq, wq, yk, wk, v_ext, eps, sq_scale, q.shape[-1], pad, row_scale)  # fast path
+                out = FavorLinear.apply(xq, wq, yk, wk, v_ext, eps, sq_scale, q.shape[-1], pad)  # the fast path
             else:
                 out = ratio(self.general(q, k, v_ext, kpm, attn_mask, rel_bias))  # (B, H, N, Dh)
         return out.to(out_dtype)

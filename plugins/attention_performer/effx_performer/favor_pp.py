@@ -16,11 +16,8 @@ with ``s = |x + y|^2``; minimising over A gives the closed form
 
 with ``s`` replaced by its mean over all (query, key) pairs of the head, computed in linear time as
 ``mean|x|^2 + mean|y|^2 + 2 mean(x) . mean(y)`` over real (non-padded) tokens. Here ``D`` cancels
-in the attention ratio only at ``feature_eps: 0``, ``B`` rescales the inputs and ``A |w_m|^2 + log D``
-enters the same projection matmul as two input columns ``[A, log D]`` against the shared columns
-``[|w_m|^2, 1]``, so the cost equals FAVOR+ and the projection stays one ``[M, Dh+2]`` matrix for
-every head: the gradient of ``A`` (and of ``B``) is the sum over tokens of the input gradient's
-entries in those columns (and of ``q . dL/d(Bq)``), O(N Dh), with no weight-gradient matmul.
+in the attention ratio, ``B`` rescales the inputs and ``A |w_m|^2`` is a per-feature logit offset
+folded into the same projection matmul, so the cost equals FAVOR+.
 
 Why it should help. FAVOR+'s variance grows like ``exp(2 s)``, dominated by features with large
 ``|w|``; A* < 0 damps exactly those features (``exp(A |w|^2)``) and the paper proves the resulting
@@ -46,7 +43,7 @@ import torch
 from effx import at_least
 
 from .favor import PerformerAttention
-from .features import DEFAULT_FEATURE_EPS, key_operands, query_operands
+from .features import DEFAULT_FEATURE_EPS
 
 
 @attrs.frozen
@@ -85,32 +82,18 @@ class PerformerPlusPlusAttention(PerformerAttention):
     name = "performer_favor_pp"
     Config = PerformerPlusPlusConfig
 
-    def operands(self, q, k, kpm, dense: bool, fold_padding: bool = True):
-        """Operands of ``B w_m . x + A |w_m|^2 + log D`` with the projection shared by all heads:
-        ``x' = [B q, A, log D]`` ``[B, H, N, Dh+2]`` against ``w' = [w Dh^(-1/4), |w|^2, 1]``
-        ``[M, Dh+2]``. Every per-head factor sits in ``x'`` (O(N Dh)), so the backward assembles the
-        gradient of ``A`` from the input gradient's per-token entries - no weight-gradient matmul.
-        Statistics use the scaled inputs ``x = q Dh^(-1/4)``, ``y = k Dh^(-1/4)``; the row terms
-        ``-|x|^2/2`` stay those of the raw inputs (``B`` multiplies ``w . x`` only)."""
-        if dense:  # see module docstring: A = 0 under a dense attn_mask
-            return super().operands(q, k, kpm, dense, fold_padding)
-        (xq, yk, w), _ = self._operands(q, k, kpm)
-        return query_operands(xq, w), key_operands(yk, w, kpm if fold_padding else None)
+    def feature_offset(self, q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, kpm, dense: bool):
+        """``(B, offset)``: input scale ``[B, H, 1]`` and per-feature logit ``A |w|^2`` ``[B, H, M]``.
 
-    def fast_operands(self, q, k, kpm):
-        """The fused path's operands: ``x'`` carries ``B q`` in its first ``Dh`` columns, so the row
-        terms (``-|q|^2/2`` of the raw inputs) are scaled by ``1 / B^2``."""
-        (xq, yk, w), coef = self._operands(q, k, kpm)
-        return (xq, w), (yk, w), coef.square().reciprocal()[..., 0]  # (B, H, 1)
-
-    def _operands(self, q, k, kpm):
-        """``(x' [B, H, N, Dh+2], y', w' [M, Dh+2])`` and ``B [B, H, 1, 1]``."""
-        b, h, n, d = q.shape
+        ``w [M, Dh]`` is the projection already scaled by ``Dh^(-1/4)``; statistics use the
+        scaled inputs ``x = q Dh^(-1/4)``, ``y = k Dh^(-1/4)``.
+        """
+        if dense:
+            return None, None  # see module docstring: A = 0 under a dense attn_mask
+        d = q.shape[-1]
         s = mean_pair_sq_distance(q, k, kpm) / d**0.5  # (B, H): |x + y|^2 = |q + k|^2 / sqrt(d)
         a = optimal_a(s, d)  # (B, H)
-        coef = torch.sqrt(1.0 - 4.0 * a)[..., None, None]  # (B, H, 1, 1)
+        coef = torch.sqrt(1.0 - 4.0 * a)[..., None]  # (B, H, 1)
         log_d = 0.25 * d * torch.log1p(-4.0 * a)  # (B, H): log D, D = (1 - 4A)^(d/4)
-        head = torch.stack([a, log_d], -1)[:, :, None, :].expand(b, h, n, 2)  # (B, H, N, 2)
-        proj = self.projection.to(q.dtype)  # (M, Dh)
-        w = torch.cat([proj * d**-0.25, proj.square().sum(-1, keepdim=True), proj.new_ones(proj.shape[0], 1)], -1)
-        return (torch.cat([q * coef, head], -1), torch.cat([k * coef, head], -1), w), coef  # (B, H, N, Dh+2)
+        offset = a[..., None] * self.projection.to(q.dtype).square().sum(-1) + log_d[..., None]  # (B, H, M)
+        return coef, offset

@@ -35,8 +35,7 @@ attention, and raises it where the estimator is already accurate (many features,
 spread); docs/approx_error_performer.md measures both.
 
 Both maps are bounded by 2, so no inf can appear downstream. The padding term and
-``a_m`` are folded into the projection matmul by augmenting ``x`` and ``w`` (padding: one column;
-FAVOR++'s ``a_m``: per-head columns ``[A, log D]`` of ``x`` against ``[|w_m|^2, 1]``, so ``w`` stays shared);
+``a_m`` are folded into the projection matmul by augmenting ``x`` and ``w`` with one column each;
 the ``-|x|^2/2`` row term is applied in the same pass that subtracts the stabiliser, and ``eps`` enters
 the contractions analytically (``(F + e) S = F S + e 1 colsum(S)``, ``e = eps e^-c``), so no extra pass over the
 ``[B, H, N, M]`` tensor is spent on any of them. Callers run this in fp32.
@@ -64,16 +63,27 @@ def orthogonal_gaussian(m: int, d: int, generator: torch.Generator) -> torch.Ten
     return (w * norms[:, None]).float()
 
 
-def augment(x: torch.Tensor, w: torch.Tensor, row: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matmul operands whose product is ``x @ w^T + row[..., None]``.
+def augment(
+    x: torch.Tensor, w: torch.Tensor, row: torch.Tensor | None = None, offset: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matmul operands whose product is ``x @ w^T + row[..., None] + offset[..., None, :]``.
 
-    ``x [B, H, N, d]``; ``w [M, d]``; ``row [B, H, N]`` per-token term. Returns ``x' [B, H, N, d']``
-    and ``w' [M, d']`` with ``d' <= d + 1``, so the ``[B, H, N, M]`` logits are written by one
-    matmul and nothing else.
+    ``x [B, H, N, d]``; ``w [M, d] | [B, H, M, d]``; ``row [B, H, N]`` per-token term; ``offset [B|1, H|1, M]``
+    per-feature term. Returns ``x' [B, H, N, d']`` and ``w' [M, d'] | [B, H, M, d']`` with
+    ``d' <= d + 2``, so the ``[B, H, N, M]`` logits are written by one matmul and nothing else.
     """
-    if row is None:
+    if row is None and offset is None:
         return x, w
-    return torch.cat([x, row[..., None]], -1), torch.cat([w, w.new_ones(w.shape[0], 1)], -1)
+    b, h, n, _ = x.shape
+    m = w.shape[-2]
+    xs, ws = [x], [w.expand(b, h, m, -1)]  # (B, H, N, d), (B, H, M, d)
+    if row is not None:
+        xs.append(row[..., None])  # (B, H, N, 1)
+        ws.append(x.new_ones(b, h, m, 1))
+    if offset is not None:
+        xs.append(x.new_ones(b, h, n, 1))
+        ws.append(offset[..., None].expand(b, h, m, 1))  # (B, H, M, 1)
+    return torch.cat(xs, -1), torch.cat(ws, -1)
 
 
 def row_term(x: torch.Tensor, sq_scale: float) -> torch.Tensor:
@@ -81,15 +91,15 @@ def row_term(x: torch.Tensor, sq_scale: float) -> torch.Tensor:
     return torch.linalg.vector_norm(x, dim=-1).square() * (-0.5 * sq_scale)  # (B, H, N)
 
 
-def query_operands(q: torch.Tensor, w: torch.Tensor):
+def query_operands(q: torch.Tensor, w: torch.Tensor, offset: torch.Tensor | None = None):
     """Operands of the query logits ``w_m . x_i + a_m``; ``w`` already carries the input scaling
-    ``c = Dh^(-1/4)``, ``q`` any per-head factors (FAVOR++). The row term is :func:`row_term` ``(q, c^2)``."""
-    return q, w
+    ``c = Dh^(-1/4)`` (and FAVOR++'s ``B``). The row term is :func:`row_term` ``(q, c^2)``."""
+    return augment(q, w, offset=offset)
 
 
-def key_operands(k: torch.Tensor, w: torch.Tensor, kpm: torch.Tensor | None = None):
+def key_operands(k: torch.Tensor, w: torch.Tensor, kpm: torch.Tensor | None = None, offset=None):
     """Operands of the key logits ``w_m . y_j + a_m``; padded keys get ``-1e30`` (folded into the
-    matmul, so they never set the max). The row term is :func:`row_term` ``(k, c^2)`` of the raw keys.
+    matmul, so they never set the max). The row term is :func:`row_term` ``(k, c^2)``.
 
     A batch row with no real key keeps finite weights and is silenced by its zeroed values
     (see :func:`values_with_ones`).
@@ -97,7 +107,7 @@ def key_operands(k: torch.Tensor, w: torch.Tensor, kpm: torch.Tensor | None = No
     pad = None
     if kpm is not None:
         pad = k.new_zeros(k.shape[:-1]).masked_fill(~kpm[:, None, :], MASKED_LOGIT)  # (B, H, N)
-    return augment(k, w, row=pad)
+    return augment(k, w, row=pad, offset=offset)
 
 
 QUERY_DIMS = (-1,)  # query stabiliser: max over features, per row

@@ -98,16 +98,11 @@ def _key_block(yb, wt, rb, c):
     return _logits(yb, wt).sub_(c - rb).exp_()  # (rows, M)
 
 
-def _input_grad(g_l, wt, xb, d, sq_scale, g_xb, g_w, rs=None, g_rs=None):
+def _input_grad(g_l, wt, xb, d, sq_scale, g_xb, g_w):
     """``g_l = dL/dl`` ``[rows, M]`` of one block -> ``g_xb [rows, a]`` (and ``g_w [M, a]`` +=) for
-    ``l = x w^T - rs sq_scale |x[:d]|^2 / 2``; with a per-head row scale ``rs [1, 1]`` its gradient
-    is added to ``g_rs [1, 1]`` (a sum of per-token scalars)."""
+    ``l = x w^T - sq_scale |x[:d]|^2 / 2``."""
     torch.mm(g_l, wt.t(), out=g_xb)
-    g_r = g_l.sum(-1, keepdim=True)  # (rows, 1): dL / d(row term)
-    if rs is not None:
-        g_rs.add_(g_r.t() @ row_term(xb[:, :d], sq_scale)[:, None])  # sum_i g_r_i * (-sq_scale |x_i|^2 / 2)
-        g_r = g_r * rs
-    g_xb[:, :d].addcmul_(xb[:, :d], g_r, value=-sq_scale)
+    g_xb[:, :d].addcmul_(xb[:, :d], g_l.sum(-1, keepdim=True), value=-sq_scale)
     if g_w is not None:
         g_w.addmm_(g_l.t(), xb)
 
@@ -119,17 +114,12 @@ class FavorLinear(torch.autograd.Function):
     ``key_pad [B|1, H|1, N]`` (0, or -1e30 for a hidden key) or None -> ``[B, H, N, Dh]``, with
     ``phi = exp(l - c)``, ``l = x' w'^T - sq_scale |x[:d]|^2 / 2 (+ key_pad)`` and ``e = eps e^-c``
     (:func:`effx_performer.features.stabilised_features`). The normalisation follows
-    :func:`effx_performer.favor.ratio`. ``row_scale [B, H, 1]`` (or None = 1) multiplies both row
-    terms: inputs whose first ``d`` columns carry a per-head factor ``s`` (FAVOR++'s ``B``) give
-    ``row_scale = 1 / s^2``; its gradient is a sum of per-token scalars, so per-head factors cost no
-    weight-gradient matmul (``wq, wk`` stay one shared projection)."""
+    :func:`effx_performer.favor.ratio`."""
 
     @staticmethod
-    def forward(ctx, xq, wq, yk, wk, v_ext, eps, sq_scale, d, key_pad=None, row_scale=None):
+    def forward(ctx, xq, wq, yk, wk, v_ext, eps, sq_scale, d, key_pad=None):
         b, h, n, _ = xq.shape
         rq, rk = row_term(xq[..., :d], sq_scale), row_term(yk[..., :d], sq_scale)  # (B, H, N)
-        if row_scale is not None:
-            rq, rk = rq * row_scale, rk * row_scale
         if key_pad is not None:
             rk = rk + key_pad
         bh, e_dim = b * h, v_ext.shape[-1]
@@ -149,14 +139,13 @@ class FavorLinear(torch.autograd.Function):
         den = out_ext[..., -1:]  # (BH, N, 1)
         inv = torch.where(den > DEN_FLOOR, den, torch.inf).reciprocal_()  # 0 where no key is seen
         out = out_ext[..., :-1].mul_(inv)  # (BH, N, Dh), in place, a view of out_ext
-        rs = None if row_scale is None else row_scale.reshape(bh, 1, 1)
-        ctx.save_for_backward(xq, wq, yk, wk, v_ext, kv, c_k, out, inv, rq, rk, rs)  # all O(N Dh) or smaller
+        ctx.save_for_backward(xq, wq, yk, wk, v_ext, kv, c_k, out, inv, rq, rk)  # all O(N Dh) or smaller
         ctx.eps, ctx.sq_scale, ctx.d = eps, sq_scale, d
         return out.view(b, h, n, e_dim - 1)
 
     @staticmethod
     def backward(ctx, grad):  # grad (B, H, N, Dh)
-        xq, wq, yk, wk, v_ext, kv, c_k, out, inv, rq, rk, rs = ctx.saved_tensors
+        xq, wq, yk, wk, v_ext, kv, c_k, out, inv, rq, rk = ctx.saved_tensors
         eps, sq_scale, d = ctx.eps, ctx.sq_scale, ctx.d
         b, h, n, _ = xq.shape
         bh = b * h
@@ -171,7 +160,6 @@ class FavorLinear(torch.autograd.Function):
         g_x, g_y, g_v = torch.empty_like(x), torch.empty_like(y), torch.empty_like(ve)
         g_wq = x.new_zeros(bh, m, x.shape[-1]) if ctx.needs_input_grad[1] else None
         g_wk = y.new_zeros(bh, m, y.shape[-1]) if ctx.needs_input_grad[3] else None
-        g_rs = None if rs is None else torch.zeros_like(rs)  # (BH, 1, 1)
         for i in range(bh):
             for s, e in blocks(n, m):  # queries: recompute features, d loss / d kv and d loss / d xq
                 f, eq = _query_block(x[i, s:e], wqt[i], rq[i, s:e], eps)  # (rows, M)
@@ -179,8 +167,7 @@ class FavorLinear(torch.autograd.Function):
                     g_kv[i].add_((grad[i, s:e] * eq).sum(0, keepdim=True))
                 g_kv[i].addmm_(f.t(), grad[i, s:e])
                 g_l = torch.mm(grad[i, s:e], kv[i].t(), out=_buffer(GRAD_SLOT, f.shape, f)).mul_(f)
-                _input_grad(g_l, wqt[i], x[i, s:e], d, sq_scale, g_x[i, s:e], None if g_wq is None else g_wq[i],
-                            *(() if rs is None else (rs[i], g_rs[i])))
+                _input_grad(g_l, wqt[i], x[i, s:e], d, sq_scale, g_x[i, s:e], None if g_wq is None else g_wq[i])
             col_gkv = g_kv[i].sum(0, keepdim=True) * (torch.exp(-c_k[i]) * eps) if eps else None  # (1, E)
             for s, e in blocks(n, m):  # keys: recompute features, d loss / d v_ext and d loss / d yk
                 f = _key_block(y[i, s:e], wkt[i], rk[i, s:e], c_k[i])  # (rows, M)
@@ -188,14 +175,13 @@ class FavorLinear(torch.autograd.Function):
                 if col_gkv is not None:
                     g_v[i, s:e].add_(col_gkv)
                 g_l = torch.mm(ve[i, s:e], g_kv[i].t(), out=_buffer(GRAD_SLOT, f.shape, f)).mul_(f)
-                _input_grad(g_l, wkt[i], y[i, s:e], d, sq_scale, g_y[i, s:e], None if g_wk is None else g_wk[i],
-                            *(() if rs is None else (rs[i], g_rs[i])))
+                _input_grad(g_l, wkt[i], y[i, s:e], d, sq_scale, g_y[i, s:e], None if g_wk is None else g_wk[i])
         if g_wq is not None:  # (BH, M, a) -> the shape of wq (summed over B, H for a shared one)
             g_wq = g_wq.sum(0) if wq.dim() == 2 else g_wq.view(wq.shape)
         if g_wk is not None:
             g_wk = g_wk.sum(0) if wk.dim() == 2 else g_wk.view(wk.shape)
         return (g_x.view(xq.shape), g_wq, g_y.view(yk.shape), g_wk, g_v.view(v_ext.shape),
-                None, None, None, None, None if g_rs is None else g_rs.view(b, h, 1))
+                None, None, None, None)
 
 
 def _key_state(y, wt, r, ve, eps):
