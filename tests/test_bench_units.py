@@ -222,13 +222,23 @@ def test_load_distorted_rows_are_flagged():
 
 
 def test_missing_peers_are_named_in_one_line(monkeypatch):
+    from effx import BenchPeer
     from effx.bench import plan
 
-    monkeypatch.setattr(plan, "PEERS", {"performer-pytorch": ("no_such_peer_module_xyz", "1.1.4")})
+    class Reg:  # one attention that declares one peer
+        def __init__(self, module):
+            self.peer = BenchPeer(label="some-peer", module=module, build=lambda spec: None, version="1.1.4")
+
+        def names(self, kind):
+            return ["toy"]
+
+        def get(self, kind, name):
+            return type("E", (), {"cls": type("C", (), {"bench_peers": (self.peer,)})})
+
     monkeypatch.setattr(plan, "STEP_PEERS", {})
-    line = plan.missing_peers_line(BenchSettings(peers=True))
-    assert line.startswith("peers not installed, not compared: performer-pytorch (no_such_peer_module_xyz)")
+    line = plan.missing_peers_line(BenchSettings(peers=True), Reg("no_such_peer_module_xyz"))
+    assert line.startswith("peers not installed, not compared: some-peer (no_such_peer_module_xyz)")
+    assert "pip install some-peer==1.1.4" in line
     assert "\n" not in line and "--no-peers" in line
-    assert plan.missing_peers_line(BenchSettings(peers=False)) is None
-    monkeypatch.setattr(plan, "PEERS", {"json": ("json", "0")})
-    assert plan.missing_peers_line(BenchSettings(peers=True)) is None
+    assert plan.missing_peers_line(BenchSettings(peers=False), Reg("no_such_peer_module_xyz")) is None
+    assert plan.missing_peers_line(BenchSettings(peers=True), Reg("json")) is None

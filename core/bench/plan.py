@@ -60,15 +60,21 @@ def available_peers(peers: dict) -> list[str]:
     return [p for p, (mod, _) in peers.items() if importlib.util.find_spec(mod) is not None]
 
 
-def missing_peers_line(s: BenchSettings) -> str | None:
+def missing_peers_line(s: BenchSettings, registry: Registry | None = None) -> str | None:
     """One line naming the peers ``--peers`` would run but cannot import, or None."""
     if not s.peers:
         return None
-    wanted = {**(PEERS if s.mode in ("layer", "both") else {}), **(STEP_PEERS if s.mode in ("step", "both") else {})}
+    if registry is None:
+        from ..plugins import load_registry
+
+        registry = load_registry()
+    layer = {lab: (p.module, p.version) for lab, (_, p) in layer_peers(registry, registry.names("attention")).items()}
+    wanted = {**(layer if s.mode in ("layer", "both") else {}), **(STEP_PEERS if s.mode in ("step", "both") else {})}
     missing = [p for p, (mod, _) in wanted.items() if importlib.util.find_spec(mod) is None]
     if not missing:
         return None
-    fixes = (["pip install 'effx[bench]'"] if any(p in PEERS for p in missing) else []) + \
+    installs = [f"{p}=={wanted[p][1]}" if wanted[p][1] else p for p in missing if p in layer]
+    fixes = ([f"pip install {' '.join(installs)}"] if installs else []) + \
             (["pip install transformers"] if "hf-bert" in missing else [])
     names = ", ".join(f"{p} ({wanted[p][0]})" for p in missing)
     return f"peers not installed, not compared: {names}; {' and '.join(fixes)} to include them, or pass --no-peers"

@@ -52,7 +52,7 @@ def run_bench(s: BenchSettings, out: Path, command: str = "effx bench", quick: b
     s = validate(s)
     registry = load_registry()
     specs = plan.plan(s, registry)  # unknown --types fail here, before anything runs
-    if (line := plan.missing_peers_line(s)) is not None:
+    if (line := plan.missing_peers_line(s, registry)) is not None:
         echo(line)
     meta = machine.describe(s.device, s.dtype, s.threads)
     ctx = forkserver()
