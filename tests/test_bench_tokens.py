@@ -8,8 +8,9 @@ from effx.bench import plan
 from effx.bench.settings import BenchSettings
 from effx.bench.tokens import MODES, TokenSettings, mode_batches, real_ids, run_tokens_bench
 from effx.errors import ConfigError
+from effx.resources import SAMPLE_DIR
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "agnews_train.csv"
+SAMPLE = SAMPLE_DIR / "agnews_train.csv"
 TINY = dict(data=str(SAMPLE), max_length=48, batch=4, n_batches=2, repeats=1, texts=40, types=("sdpa",),
             vocab_size=200, d_model=32, n_layers=1, heads=2, d_ff=64)
 

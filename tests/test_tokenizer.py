@@ -20,8 +20,9 @@ from effx.data import (
     unk_rate,
 )
 from effx.errors import EffxError
+from effx.resources import SAMPLE_DIR
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+SAMPLE = SAMPLE_DIR
 
 
 @pytest.fixture(scope="module")

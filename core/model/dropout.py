@@ -6,7 +6,7 @@ taking 23 % of a 4-layer d=256 encoder training step at N=512, batch 32 (1.09 s 
 cost is the number of draws: one int64 ``random_`` draw gives 63 uniform bits, cut here into four
 16-bit lanes, one keep decision each (16.8M decisions
 took 48.6 ms against 80.8 ms for two lanes of int32 draws and 123 ms for ``bernoulli_`` on the
-2-core CPU, ``python scripts/dropout_ab.py`` -> docs/bench/cpu-dropout-ab.md). The
+2-core CPU, ``python benchmarks/dropout_ab.py`` -> docs/bench/cpu-dropout-ab.md). The
 mask comes from the same global generator, so seeding, checkpoint recompute and resume behave as
 before. Other devices use PyTorch's dropout.
 """

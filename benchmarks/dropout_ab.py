@@ -7,7 +7,7 @@
    fp32, AdamW) with ``model.activation_dropout`` 0.0 (the default, as BERT / RoBERTa) and 0.1 (the
    old behaviour), the two models alternating in one process so load drifts hit both alike.
 
-    python scripts/dropout_ab.py --out docs/bench/cpu-dropout-ab.md [--reps 7]
+    python benchmarks/dropout_ab.py --out docs/bench/cpu-dropout-ab.md [--reps 7]
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
     masks, steps = mask_rows(args.reps), step_rows(args.reps)
-    lines = [f"# Dropout A/B (`python scripts/dropout_ab.py --out {args.out} --reps {args.reps}`)", "",
+    lines = [f"# Dropout A/B (`python benchmarks/dropout_ab.py --out {args.out} --reps {args.reps}`)", "",
              f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, median of {args.reps}.", "",
              "| what | ms |", "| --- | ---: |"]
     lines += [f"| {name} | {ms:.1f} |" for name, ms in masks + steps]

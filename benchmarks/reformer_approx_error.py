@@ -1,6 +1,6 @@
 """Relative error of the Reformer types against exact attention on fixed random inputs.
 
-    python plugins/attention_reformer/approx_error.py --out docs/approx_error_reformer.md
+    python benchmarks/reformer_approx_error.py --out docs/approx_error_reformer.md
 
 For each type, QK mode, input kind, ``n_hashes`` and ``bucket_size``: ``||out - exact||_F / ||exact||_F``
 averaged over ``--seeds`` rotation seeds (eval mode, so the fixed rotations of that seed). The exact
@@ -84,7 +84,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rows = table(args.n, args.seeds, args.hashes, args.buckets)
-    cmd = "python plugins/attention_reformer/approx_error.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/reformer_approx_error.py " + " ".join(sys.argv[1:])
     text = "\n".join([
         "# Reformer: relative error against exact attention",
         "",

@@ -5,7 +5,7 @@ Each (implementation, N) runs in a fresh subprocess: forward+backward of the att
 after one warm-up, and the extra peak resident memory (``ru_maxrss`` minus the RSS before the first
 step). The peer needs ``pip install reformer-pytorch==1.4.4`` (never a dependency of effx).
 
-    python plugins/attention_reformer/bench_local.py --n 4096 16384 --impl reformer_lsh peer sdpa
+    python benchmarks/reformer_bench_local.py --n 4096 16384 --impl reformer_lsh peer sdpa
 
 The project-wide benchmark is ``effx bench``; this script only checks the speed targets quickly.
 """

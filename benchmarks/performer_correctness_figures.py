@@ -4,8 +4,8 @@ one large key, FAVOR++ under an all-True mask, attention dropout, fidelity again
 Runs on this checkout's plugin, or on another copy of it (``--plugin DIR``, the directory holding
 ``effx_performer``), e.g. main's, to give before/after figures with the same inputs::
 
-    python plugins/attention_performer/scripts/correctness_figures.py
-    python plugins/attention_performer/scripts/correctness_figures.py --plugin /work/main/plugins/attention_performer
+    python benchmarks/performer_correctness_figures.py
+    python benchmarks/performer_correctness_figures.py --plugin /work/main/plugins/attention_performer
 
 Gradient figures need float64 arithmetic. A copy that always computes in fp32 is measured through a
 temporary float64 copy of its source (every ``.float()`` replaced by ``.double()``, same math).
@@ -153,7 +153,7 @@ def fidelity(cls, std, m, n=512, dh=DH, draws=3):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--plugin", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    p.add_argument("--plugin", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugins", "attention_performer"))
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     pkg = load(os.path.abspath(a.plugin), "effx_performer_under_test")

@@ -5,8 +5,8 @@
 #
 #   pip install --no-build-isolation -e ".[bench]" -e ./plugins/attention_sdpa -e ./plugins/positional \
 #       -e ./plugins/attention_performer -e ./plugins/attention_reformer
-#   scripts/bench_full.sh [OUT_DIR]        # default docs/bench
-#   PARTS="step train" scripts/bench_full.sh   # only some parts (layer step bf16 train fidelity thp breakeven)
+#   benchmarks/bench_full.sh [OUT_DIR]        # default docs/bench
+#   PARTS="step train" benchmarks/bench_full.sh   # only some parts (layer step bf16 train fidelity thp breakeven)
 set -euo pipefail
 OUT=${1:-docs/bench}
 THREADS=${THREADS:-2}

@@ -1,6 +1,6 @@
-"""Print the Markdown tables of docs/BENCHMARKS.md from the files `scripts/bench_full.sh` wrote.
+"""Print the Markdown tables of docs/BENCHMARKS.md from the files `benchmarks/bench_full.sh` wrote.
 
-    python scripts/bench_tables.py [docs/bench] > /tmp/tables.md
+    python benchmarks/bench_tables.py [docs/bench] > /tmp/tables.md
 
 Every table is a pivot of `results.csv` / `train.csv` / `machine.json` (no number is typed by hand):
 layer time / memory / fidelity, peer and break-even ratios, memory slopes, the training step with

@@ -6,7 +6,7 @@ the same run). Memory: each (implementation, N) runs in a fresh subprocess; afte
 kernel's peak-RSS mark is reset (``/proc/self/clear_refs``) and "extra peak" = VmHWM after a
 warm-up and 2 timed steps minus the resident size at that point (glibc default allocator)::
 
-    python plugins/attention_performer/scripts/bench_speed.py --n 16384 --impls performer_favor performer_pytorch sdpa
+    python benchmarks/performer_bench_speed.py --n 16384 --impls performer_favor performer_pytorch sdpa
 
 Append ``+relbias`` to ``performer_favor``/``performer_favor_pp``/``sdpa`` to add a relative-position
 bias table (Performer: FFT path; sdpa: dense bias).

@@ -1,6 +1,6 @@
 """Inference throughput on real texts: effx's prediction path vs HF BertForSequenceClassification.
 
-    PYTHONPATH=/path/to/transformers-site python scripts/predict_hf_ab.py --data test.parquet --out docs/bench/predict-hf-ab.md
+    PYTHONPATH=/path/to/transformers-site python benchmarks/predict_hf_ab.py --data test.parquet --out docs/bench/predict-hf-ab.md
 
 Both models have the step bench's sizes (4 layers, d 256, 4 heads, d_ff 1024, vocab 8000, random
 weights: speed does not depend on them). The texts are tokenized once (WordPiece trained on them,
@@ -69,7 +69,7 @@ def main() -> None:
         rows.append((name, {k: (len(ids) / v, real / v) for k, v in sec.items()}))
     load1 = os.getloadavg()
     lines = ["# Inference on real texts: effx prediction path vs HF forward", "",
-             f"Command: `python scripts/predict_hf_ab.py --data {args.data} --out {args.out} --texts {args.texts} "
+             f"Command: `python benchmarks/predict_hf_ab.py --data {args.data} --out {args.out} --texts {args.texts} "
              f"--max-length {args.max_length} --batch {args.batch} --threads {args.threads}` (transformers "
              f"{transformers.__version__}, torch {torch.__version__}); load average at start "
              f"{tuple(round(x, 2) for x in load0)}, at end {tuple(round(x, 2) for x in load1)} (a shared 2-core machine).",

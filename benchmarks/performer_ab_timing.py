@@ -2,7 +2,7 @@
 interleaved call by call in ONE process, plus the machine's fp32 matmul roofline measured in the
 same run and the fraction of it the layer reaches::
 
-    python plugins/attention_performer/scripts/ab_timing.py --n 4096 16384 --ref OLD=/path/to/plugin_dir
+    python benchmarks/performer_ab_timing.py --n 4096 16384 --ref OLD=/path/to/plugin_dir
 
 ``--ref NAME=DIR``: DIR holds an ``effx_performer`` package (e.g. an older commit unpacked with
 ``git archive``). Matmul FLOPs of one fwd+bwd (FAVOR+/FAVOR++, B=1, H heads, head size d, M
@@ -22,7 +22,7 @@ import torch
 import effx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from correctness_figures import load  # noqa: E402
+from performer_correctness_figures import load  # noqa: E402
 
 B, H, DH, M = 1, 4, 64, 256
 
@@ -46,7 +46,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugins", "attention_performer")
     pkgs = {"this": load(os.path.abspath(here), "effx_performer_this")}
     for spec in a.ref:
         name, path = spec.split("=", 1)

@@ -2,7 +2,7 @@
 # The bench of issue 6 on a CUDA GPU in bf16, including the flash kernel of fused sdpa (row
 # "sdpa[flash]"), written beside the CPU results as docs/bench/gpu-<gpu name>/.
 #
-#   scripts/gpu_bench.sh [OUT_ROOT]      # default docs/bench
+#   benchmarks/gpu_bench.sh [OUT_ROOT]      # default docs/bench
 #
 # PART_TIMEOUT_S (default 0 = none) bounds each of the three parts, LAYER_/STEP_/TRAIN_TIMEOUT_S one
 # of them; a part that runs out is logged (its rows stay in the log) and the next one still runs

@@ -1,6 +1,6 @@
-"""Draw the small real data sample shipped in ``data/sample/`` (run from anywhere).
+"""Draw the small real data sample shipped in ``core/data/sample/`` (package data ``effx/data/sample``) (run from anywhere).
 
-    python data/sample/make_sample.py [--src ../shared/data] [--out data/sample]
+    python core/data/sample/make_sample.py [--src ../shared/data] [--out core/data/sample]
 
 * AG News train/validation: 2,000 + 500 rows drawn uniformly without replacement (numpy
   ``default_rng(SEED)``) from the rows of ``agnews/train_subset.parquet`` whose ``sources`` contain
@@ -28,10 +28,10 @@ def draw(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def main() -> None:
-    root = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", type=Path, default=root.parent / "shared" / "data")
-    ap.add_argument("--out", type=Path, default=root / "data" / "sample")
+    ap.add_argument("--src", type=Path, default=here.parents[3] / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=here)
     args = ap.parse_args()
     rng = np.random.default_rng(SEED)
 

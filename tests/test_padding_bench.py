@@ -1,10 +1,14 @@
 """The padding benchmark's measuring parts, in-process on a tiny model (the figures live in docs/)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from effx.data import padding_bench as pb
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import padding_bench as pb  # noqa: E402  (a lab script, not part of the package)
 
 
 @pytest.fixture()

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Run scripts/gpu_bench.sh on a lent GPU machine that has PyTorch but not effx (no network there):
+# Run benchmarks/gpu_bench.sh on a lent GPU machine that has PyTorch but not effx (no network there):
 # installs effx, its four plugin packages and the carried wheels of .whl/ (cattrs and the two PyPI
 # peers with their dependencies) into /tmp/site, runs the bench, and packs docs/bench/gpu-*/ and the
 # log into $OUT/gpu_bench.tgz (the device tool brings back at most 8 files).
 #
-#   OUT=/some/dir PART_TIMEOUT_S=200 scripts/gpu_device.sh
+#   OUT=/some/dir PART_TIMEOUT_S=200 benchmarks/gpu_device.sh
 #
 # .whl/ (git-ignored) is filled on a machine with pip access, for the device's Python 3.12:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -26,7 +26,7 @@ export PATH="$SITE/bin:/tmp/pybin:$PATH" PYTHONPATH="$SITE" PYTHONUNBUFFERED=1
 rm -rf build  # setuptools' scratch folder from the non-editable install
 effx plugins 2>&1 | head -20
 # no pipe (`| tee`): a process left behind by a part would hold it open and hang the call
-bash scripts/gpu_bench.sh docs/bench > "$OUT/gpu_bench.log" 2>&1
+bash benchmarks/gpu_bench.sh docs/bench > "$OUT/gpu_bench.log" 2>&1
 tar czf "$OUT/gpu_bench.tgz" docs/bench/gpu-* 2>/dev/null
 tail -n 60 "$OUT/gpu_bench.log"
 ls -la "$OUT"

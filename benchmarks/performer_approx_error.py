@@ -7,7 +7,7 @@ over independent feature draws (``ctx.seed``), for FAVOR+ and FAVOR++ with the d
 outputting mean(v) for every query: an estimator is only worth its cost where it is below that.
 Writes a Markdown table (atomically) with the command that produced it::
 
-    python plugins/attention_performer/scripts/approx_error.py --out docs/approx_error_performer.md
+    python benchmarks/performer_approx_error.py --out docs/approx_error_performer.md
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     rows, wins = table(a.dims, a.scales, a.features, a.draws)
     eps = PerformerAttention.Config().feature_eps
-    cmd = "python plugins/attention_performer/scripts/approx_error.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/performer_approx_error.py " + " ".join(sys.argv[1:])
     summary = ", ".join(f"{k} in {v}" for k, v in wins.items() if k != "cells")
     text = "\n".join([
         "# Performer approximation error against exact and against uniform attention",

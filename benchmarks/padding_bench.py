@@ -1,6 +1,6 @@
 """Measure dynamic padding against static padding to ``max_length``: time and memory per epoch.
 
-    python -m effx.data.padding_bench --out docs/padding_bench.md
+    python benchmarks/padding_bench.py --out docs/padding_bench.md
 
 The parent process reads the shipped AG News sample, trains a WordPiece tokenizer and encodes
 ``--n`` examples truncated to ``--max-length``. Each padding mode then trains a tiny classifier for
@@ -44,11 +44,11 @@ MEMORY_NOTE_CPU = (
 )
 MODES = {"dynamic": "dynamic (pad to longest in batch)", "bucketed": "dynamic + length-bucketed batches",
          "static": "static (pad to max_length {max_length})"}
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "data" / "sample" / "agnews_train.csv"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "core" / "data" / "sample" / "agnews_train.csv"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m effx.data.padding_bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python benchmarks/padding_bench.py", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="markdown file to write the figures to")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="csv/json/jsonl/parquet with text,label")
     ap.add_argument("--n", type=int, default=300, help="training examples")
@@ -70,9 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- parent
 def prepare(args: argparse.Namespace, path: Path) -> dict:
     """Tokenize once in the parent so both modes see the very same ids; write them to ``path``."""
-    from ..config import DataConfig, TokenizerConfig
-    from .loading import load_splits
-    from .tokenizer import encode_with_stats, train_tokenizer
+    from effx.config import DataConfig, TokenizerConfig
+    from effx.data.loading import load_splits
+    from effx.data.tokenizer import encode_with_stats, train_tokenizer
 
     cfg = DataConfig(train=str(args.data), validation=str(args.data), max_train_samples=args.n)
     splits = load_splits(cfg, args.seed)
@@ -86,7 +86,7 @@ def prepare(args: argparse.Namespace, path: Path) -> dict:
 
 
 def run_worker(args: argparse.Namespace, mode: str, ids_path: Path, env: dict[str, str] | None = None) -> dict:
-    cmd = [sys.executable, "-m", "effx.data.padding_bench", "--worker", mode, "--ids", str(ids_path),
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--ids", str(ids_path),
            "--out", str(args.out)] + _pass_through(args)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
@@ -139,7 +139,7 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict]) -> str:
     d, s, b = res["dynamic"], res["static"], res["bucketed"]
     cpu = d["mem_kind"] == "RSS"
     opts = ["out", "n", "max_length", "batch_size", "epochs", "repeats", "threads", "device"]
-    cmd = "python -m effx.data.padding_bench " + " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in opts)
+    cmd = "python benchmarks/padding_bench.py " + " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in opts)
     keys = ["sec_per_epoch", "tokens", "act_peak_mib"] + (["mmap_peak_mib"] if cpu else []) + ["mem_peak_mib"]
     mem_heads = (["peak RSS, freed memory returned (MiB)", "peak RSS, default malloc (MiB)"] if cpu
                  else ["peak CUDA allocated (MiB)"])
@@ -223,8 +223,8 @@ def worker(args: argparse.Namespace) -> dict:
 def build(args: argparse.Namespace, info: dict, device):
     import torch
 
-    from ..config import ModelConfig
-    from ..model.build import build_model
+    from effx.config import ModelConfig
+    from effx.model.build import build_model
 
     cfg = ModelConfig(vocab_size=info["vocab_size"], d_model=args.d_model, n_layers=args.layers, n_heads=4,
                       d_ff=4 * args.d_model, dropout=0.0, max_seq_len=args.max_length)
@@ -237,8 +237,8 @@ def build(args: argparse.Namespace, info: dict, device):
 def make_loader(args: argparse.Namespace, info: dict):
     import torch
 
-    from .collate import EncodedDataset, PadCollator
-    from .sampler import LengthBucketSampler
+    from effx.data.collate import EncodedDataset, PadCollator
+    from effx.data.sampler import LengthBucketSampler
 
     ds = EncodedDataset(info["ids"], info["labels"])
     if args.worker == "bucketed":
@@ -302,8 +302,8 @@ class ProcessPeak:
     def __init__(self, device) -> None:
         import torch
 
-        from ..bench.machine import cpu_model
-        from ..bench.memory import PeakMeter
+        from effx.bench.machine import cpu_model
+        from effx.bench.memory import PeakMeter
 
         self.meter = PeakMeter(device.type)
         self.kind = "CUDA allocated" if device.type == "cuda" else "RSS"

@@ -5,7 +5,7 @@ shipped AG News sample, and times full training steps (forward, loss, backward, 
 masked batches, alternating the two variants round by round in one process so both see the same
 machine load. Prints tokens/s (non-padding tokens) of each and their ratio.
 
-    nice -n 10 python scripts/mlm_head_ab.py [--rounds 5] [--steps 4] [--threads 1]
+    nice -n 10 python benchmarks/mlm_head_ab.py [--rounds 5] [--steps 4] [--threads 1]
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def main() -> None:
     tpl = load_yaml(REPO / "core/templates/pretrain.yaml")
     cfg = structure(tpl["model"], ModelConfig, effx.load_registry(), root="model")
     batch_size, max_len = tpl["train"]["batch_size"], tpl["data"]["max_length"]
-    with open(REPO / "data/sample/agnews_train.csv", newline="", encoding="utf-8") as fh:
+    with open(REPO / "core/data/sample/agnews_train.csv", newline="", encoding="utf-8") as fh:
         texts = [r["text"] for r in csv.DictReader(fh)]
     tok = train_tokenizer(texts, structure(tpl["tokenizer"], TokenizerConfig))
     ids = encode(tok, texts, max_len)

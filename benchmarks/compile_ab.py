@@ -6,7 +6,7 @@ d_ff 1024, 4 heads, batch 32, fp32, AdamW) eager and with the model wrapped in `
 (into a fresh Inductor cache unless ``TORCHINDUCTOR_CACHE_DIR`` is set) and is reported separately; afterwards eager and compiled steps alternate in one process, so load
 drifts on this noisy VM hit both alike, and the median of ``--reps`` is kept.
 
-    python scripts/compile_ab.py --out docs/bench/cpu-compile-ab.md [--reps 5] [--seq-len 512]
+    python benchmarks/compile_ab.py --out docs/bench/cpu-compile-ab.md [--reps 5] [--seq-len 512]
         [--types "sdpa[fused],performer_favor"]
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main() -> None:
             rows.append(measure(label, args.seq_len, args.reps))
         except Exception as err:  # a type that does not compile is a finding, not the end of the run
             rows.append({"label": label, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"})
-    cmd = (f"python scripts/compile_ab.py --out {args.out} --reps {args.reps} --seq-len {args.seq_len} "
+    cmd = (f"python benchmarks/compile_ab.py --out {args.out} --reps {args.reps} --seq-len {args.seq_len} "
            f"--types \"{args.types}\"")
     text = table(rows, cmd, args.reps, args.seq_len)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """effx vs HF transformers BertForSequenceClassification (sdpa), interleaved in one process.
 
-    PYTHONPATH=/path/to/transformers-site python scripts/hf_peer_ab.py --out docs/bench/hf-peer-ab.md
+    PYTHONPATH=/path/to/transformers-site python benchmarks/hf_peer_ab.py --out docs/bench/hf-peer-ab.md
 
 The step bench (``effx bench --mode step`` with transformers installed) runs every row in its own
 process one after the other, so on a shared machine a change of load between rows moves the ratio.
@@ -60,7 +60,7 @@ def main() -> None:
     rows = [cell(n, b, dt, args.reps) for dt in ("fp32", "bf16") for n, b in ((128, 32), (512, 8))]
     load1 = os.getloadavg()
     lines = ["# effx vs HF BertForSequenceClassification (sdpa), interleaved in one process", "",
-             f"Command: `python scripts/hf_peer_ab.py --out {args.out} --reps {args.reps} --threads {args.threads}` "
+             f"Command: `python benchmarks/hf_peer_ab.py --out {args.out} --reps {args.reps} --threads {args.threads}` "
              f"(transformers {transformers.__version__}, torch {torch.__version__}, {args.threads} thread(s)); "
              f"load average at start {tuple(round(x, 2) for x in load0)}, at end {tuple(round(x, 2) for x in load1)} "
              "(a shared 2-core machine).", "",
