@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Produce every CPU figure of docs/BENCHMARKS.md (issue 6): layer sweep with the PyPI peers, encoder
+# Produce every CPU figure of docs/BENCHMARKS.md: layer sweep with the PyPI peers, encoder
 # training step (roofline, cost rules), long-sequence training, and a THP allocator A/B.
 # About 20 minutes on the 2-core Xeon when the machine is otherwise idle (much longer under load).
 #
@@ -13,8 +13,9 @@ THREADS=${THREADS:-2}
 PARTS=" ${PARTS:-layer step bf16 train fidelity thp breakeven} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
-{ echo "# started $(date -u +%FT%TZ) on $(hostname)"; uptime; echo "# busiest processes:";
-  ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } > "$OUT/load_start.txt"
+# the load around the run goes to the log (stderr), not into the results folder
+{ echo "# started $(date -u +%FT%TZ)"; uptime; echo "# busiest processes:";
+  ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } >&2
 
 # (a) attention layer alone, B=1, 4 heads x 64, fp32, N=512..16384, peers side by side
 part layer && effx bench --mode layer --seq-lens 512,1024,2048,4096,8192,16384 --threads "$THREADS" --reps 2 \
@@ -54,5 +55,5 @@ part breakeven && effx bench --mode layer --types "sdpa[fused],performer_favor,r
     --out "$OUT/cpu-layer-breakeven"
 
 { echo "# finished $(date -u +%FT%TZ)"; uptime; echo "# busiest processes:";
-  ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } > "$OUT/load_end.txt"
+  ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } >&2
 echo "done: $OUT"

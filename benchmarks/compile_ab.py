@@ -1,4 +1,4 @@
-"""A/B of ``torch.compile`` for the encoder training step of docs/BENCHMARKS.md (issue 6).
+"""A/B of ``torch.compile`` for the encoder training step of docs/BENCHMARKS.md.
 
 The bench's step workload (:class:`effx.bench.workloads.StepWorkload`: 4 layers, d_model 256,
 d_ff 1024, 4 heads, batch 32, fp32, AdamW) eager and with the model wrapped in ``torch.compile``

@@ -1,4 +1,4 @@
-"""A/B of the two dropout changes behind the encoder step figure of docs/BENCHMARKS.md (issue 6).
+"""A/B of the two dropout changes behind the encoder step figure of docs/BENCHMARKS.md.
 
 1. Mask generation for the d_ff-wide activation of one step (32 x 512 x 1024 keep decisions):
    ``effx.model.dropout.keep_mask`` (int64 draws, four 16-bit lanes) against the previous

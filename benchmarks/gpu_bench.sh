@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bench of issue 6 on a CUDA GPU in bf16, including the flash kernel of fused sdpa (row
+# The cost bench on a CUDA GPU in bf16, including the flash kernel of fused sdpa (row
 # "sdpa[flash]"), written beside the CPU results as docs/bench/gpu-<gpu name>/.
 #
 #   benchmarks/gpu_bench.sh [OUT_ROOT]      # default docs/bench
@@ -37,7 +37,7 @@ part layer effx bench --device cuda --dtype bf16 --mode layer --seq-lens 512,102
     --reps 10 --mem-cap-gib 40 --time-cap-s 20 --peers --out "$OUT/layer"
 part step effx bench --device cuda --dtype bf16 --mode step --seq-lens 512,2048,8192,16384 \
     --reps 5 --mem-cap-gib 40 --time-cap-s 20 --no-peers --out "$OUT/step"
-# (c) long-sequence training within a 16 GiB budget (a V100-16GB class card, SPEC WNF-1)
+# (c) long-sequence training within a 16 GiB budget (a V100-16GB class card)
 part train effx bench-train --device cuda --dtype bf16 --seq-lens 4096,8192,16384 --saver-len 4096 --saver-batch 8 \
     --mem-cap-gib 16 --time-cap-s 60 --out "$OUT/train"
 echo "done: $OUT"

@@ -1,4 +1,4 @@
-"""``effx bench --quick`` end to end (the CI smoke run of issue 6), through the real CLI."""
+"""``effx bench --quick`` end to end (the CI smoke run of the cost benchmark), through the real CLI."""
 from __future__ import annotations
 
 import math

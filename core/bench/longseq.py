@@ -1,4 +1,4 @@
-"""``effx bench-train``: evidence for long-sequence training (issue 6, SPEC WF-3 / WNF-1).
+"""``effx bench-train``: evidence for long-sequence training (memory savers, long steps, the length limit).
 
 1. *Memory savers*: one encoder training step at ``saver_len`` with batch ``saver_batch``, plain,
    with gradient checkpointing (each block recomputed in backward), with gradient accumulation

@@ -35,7 +35,7 @@ class BenchSettings:
     time_cap_s: float = 20.0
     peers: bool = True
     threads: int = 0  # 0 = torch's default
-    step_tokens: int = 16384  # 32 x 512: the roofline configuration at N = 512
+    step_tokens: int = 16384  # tokens per training step (32 x 512 at N = 512)
     d_model: int = 256
     n_layers: int = 4
     d_ff: int = 1024

@@ -39,7 +39,7 @@ def summary_markdown(df, meta: dict, roof: dict, lines: list[dict], command: str
             parts.append(f"## {title}\n\n![time](time_{suite}.png) ![memory](memory_{suite}.png)\n\n"
                          + report.results_table(df, suite) + "\n")
     if lines:
-        parts.append("## Targets of issue 6\n\n" + report.md_table(
+        parts.append("## Cost targets\n\n" + report.md_table(
             ["target", "measured", "met"], [[t["target"], t["measured"], t["met"]] for t in lines]) + "\n")
     return "\n".join(parts)
 
