@@ -61,7 +61,7 @@ def ratio_grid(num: pd.DataFrame, den: pd.DataFrame, pairs: list[tuple[str, str]
 
 def layer_section(folder: str) -> str:
     df = load(folder)
-    t, f, m, e = (pivot(df, c) for c in ("fwdbwd_ms", "fwd_ms", "fwdbwd_peak_mib", "rel_err"))
+    t, f, m, e = (pivot(df, c) for c in ("fwdbwd_ms", "fwd_ms", "fwdbwd_peak_MiB", "rel_err"))
     parts = [f"### {folder}: forward + backward ms\n\n" + grid(t), f"### {folder}: forward ms\n\n" + grid(f),
              f"### {folder}: fwd+bwd extra peak MiB\n\n" + grid(m),
              f"### {folder}: relative error\n\n" + grid(e, lambda v: "skipped" if math.isnan(v) else f"{v:.3g}")]
@@ -100,7 +100,7 @@ def step_section() -> str:
     settings = BenchSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["settings"].items()})
     b = int(ok["batch"].iloc[0])
     flops = encoder_step_flops(b, 512, settings.d_model, settings.n_layers, settings.d_ff, exact_attention=True) / 1e9
-    rows = [[lab, fmt(r.fwd_ms), fmt(r.fwdbwd_ms), fmt(r.fwdbwd_tokens_per_s), fmt(r.fwdbwd_peak_mib), f"{r.timed_runs:.0f}"]
+    rows = [[lab, fmt(r.fwd_ms), fmt(r.fwdbwd_ms), fmt(r.fwdbwd_tokens_per_s), fmt(r.fwdbwd_peak_MiB), f"{r.timed_runs:.0f}"]
             for lab, r in ok.reindex([x for x in ORDER if x in ok.index]).iterrows()]
     out = ["### cpu-step: N=512, batch %d\n\n" % b + table(
         ["attention", "forward ms", "training step ms", "tokens/s", "step extra peak MiB", "timed runs"], rows)]
@@ -129,7 +129,7 @@ def bf16_section() -> str:
     for lab in labels:
         b, f = runs["bf16"].loc[lab], runs["fp32"].loc[lab]
         rows.append([lab, fmt(f.fwdbwd_ms), fmt(b.fwdbwd_ms), f"{f.fwdbwd_ms / b.fwdbwd_ms:.2f}x",
-                     fmt(f.fwdbwd_peak_mib), fmt(b.fwdbwd_peak_mib), f"{b.fwdbwd_peak_mib / f.fwdbwd_peak_mib:.2f}"])
+                     fmt(f.fwdbwd_peak_MiB), fmt(b.fwdbwd_peak_MiB), f"{b.fwdbwd_peak_MiB / f.fwdbwd_peak_MiB:.2f}"])
     return "### cpu-step-bf16: training step N=512, fp32 vs bf16 autocast\n\n" + table(
         ["attention", "fp32 ms", "bf16 ms", "speed-up", "fp32 extra peak MiB", "bf16 extra peak MiB", "memory bf16 / fp32"],
         rows)
@@ -142,7 +142,7 @@ def train_section() -> str:
     sav["mode"] = sav["label"].str.split(" ").str[1]
     modes = ["plain", "checkpointing", "accumulation", "checkpointing+accumulation"]
     out = []
-    for col, what in (("fwdbwd_peak_mib", "extra peak MiB"), ("fwdbwd_ms", "step ms")):
+    for col, what in (("fwdbwd_peak_MiB", "extra peak MiB"), ("fwdbwd_ms", "step ms")):
         rows = []
         for att, g in sav.groupby("attention", sort=False):
             g = g.set_index("mode")
@@ -155,9 +155,9 @@ def train_section() -> str:
     rows = []
     for lab, g in long.groupby("label", sort=False):
         g = g.set_index("seq_len")
-        cells = [fmt(g.loc[n, "fwdbwd_peak_mib"]) if g.loc[n, "status"] == "ok" else g.loc[n, "status"] for n in g.index]
+        cells = [fmt(g.loc[n, "fwdbwd_peak_MiB"]) if g.loc[n, "status"] == "ok" else g.loc[n, "status"] for n in g.index]
         top = g.index.max()
-        fits = all(g["status"] == "ok") and g["fwdbwd_peak_mib"].max() <= cap
+        fits = all(g["status"] == "ok") and g["fwdbwd_peak_MiB"].max() <= cap
         rows.append([lab] + cells + [f"{g.loc[top, 'fwdbwd_ms'] / 1000:.1f}", "PASS" if fits else "FAIL"])
     ns = sorted(long["seq_len"].unique())
     out.append("### long training: extra peak MiB\n\n" + table(
@@ -169,7 +169,7 @@ def thp_section() -> str:
     cells = {}
     for thp in (0, 1):
         df = load(f"cpu-layer-thp{thp}")
-        cells[thp] = (pivot(df, "fwdbwd_ms"), pivot(df, "fwdbwd_peak_mib"))
+        cells[thp] = (pivot(df, "fwdbwd_ms"), pivot(df, "fwdbwd_peak_MiB"))
     t0 = cells[0][0]
     rows = [[lab] + [f"{fmt(cells[thp][0].loc[lab, n])} / {fmt(cells[thp][1].loc[lab, n])}"
                      for n in t0.columns for thp in (0, 1)] for lab in t0.index]

@@ -127,9 +127,9 @@ def summarise(runs: list[dict], mmap_runs: list[dict]) -> dict:
         "sec_per_epoch": statistics.median(t for r in runs for t in r["epoch_seconds"]),
         "epoch_seconds": [round(t, 3) for r in runs for t in r["epoch_seconds"]],
         "tokens": first["tokens"], "real_tokens": first["real_tokens"],
-        "act_peak_mib": first["act_peak_bytes"] / MIB,
-        "mem_peak_mib": statistics.median(r["mem_peak_bytes"] / MIB for r in runs),
-        "mmap_peak_mib": statistics.median(r["mem_peak_bytes"] / MIB for r in mmap_runs) if mmap_runs else None,
+        "act_peak_MiB": first["act_peak_bytes"] / MIB,
+        "mem_peak_MiB": statistics.median(r["mem_peak_bytes"] / MIB for r in runs),
+        "mmap_peak_MiB": statistics.median(r["mem_peak_bytes"] / MIB for r in mmap_runs) if mmap_runs else None,
         "mem_kind": first["mem_kind"], "device": first["device"],
         "final_loss": [round(r["final_loss"], 4) for r in runs],
     }
@@ -140,15 +140,15 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict]) -> str:
     cpu = d["mem_kind"] == "RSS"
     opts = ["out", "n", "max_length", "batch_size", "epochs", "repeats", "threads", "device"]
     cmd = "python benchmarks/padding_bench.py " + " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in opts)
-    keys = ["sec_per_epoch", "tokens", "act_peak_mib"] + (["mmap_peak_mib"] if cpu else []) + ["mem_peak_mib"]
+    keys = ["sec_per_epoch", "tokens", "act_peak_MiB"] + (["mmap_peak_MiB"] if cpu else []) + ["mem_peak_MiB"]
     mem_heads = (["peak RSS, freed memory returned (MiB)", "peak RSS, default malloc (MiB)"] if cpu
                  else ["peak CUDA allocated (MiB)"])
     heads = ["padding", "s / epoch (median)", "tokens / epoch", "padding share", "peak activations (MiB)", *mem_heads]
     rows = [_row(MODES[m].format(max_length=args.max_length), r, keys) for m, r in res.items()]
     ratio = lambda x, k: f"x{x[k] / s[k]:.2f}"  # noqa: E731
-    names = {"sec_per_epoch": "time per epoch", "tokens": "tokens", "act_peak_mib": "peak activations",
-             "mmap_peak_mib": "peak RSS (freed memory returned)",
-             "mem_peak_mib": "peak RSS (default malloc)" if cpu else "peak CUDA allocated"}
+    names = {"sec_per_epoch": "time per epoch", "tokens": "tokens", "act_peak_MiB": "peak activations",
+             "mmap_peak_MiB": "peak RSS (freed memory returned)",
+             "mem_peak_MiB": "peak RSS (default malloc)" if cpu else "peak CUDA allocated"}
     return "\n".join([
         "# Dynamic vs static padding",
         "",

@@ -37,7 +37,7 @@ def reset_peak() -> None:
         f.write("5")
 
 
-def peak_mib() -> float:
+def peak_MiB() -> float:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
@@ -112,9 +112,9 @@ def child(impl: str, n: int, reps: int) -> dict:
         t0 = time.perf_counter()
         fn(q, k, v).sum().backward()
         times.append(time.perf_counter() - t0)
-    peak = peak_mib()
+    peak = peak_MiB()
     return {"impl": impl, "n": n, "median_s": statistics.median(times), "min_s": min(times),
-            "extra_peak_mib": peak - base}
+            "extra_peak_MiB": peak - base}
 
 
 def main() -> None:
@@ -137,13 +137,13 @@ def main() -> None:
             rows[impl]["min_s"], rows[impl]["median_s"] = min(times[impl]), statistics.median(times[impl])
             r = rows[impl]
             print(f"N={n:6d} {impl:20s} fwd+bwd min {r['min_s']*1e3:8.1f} ms  median {r['median_s']*1e3:8.1f} ms  "
-                  f"extra peak {r['extra_peak_mib']:7.1f} MiB", flush=True)
+                  f"extra peak {r['extra_peak_MiB']:7.1f} MiB", flush=True)
         ref = rows[a.impls[0]]
         for impl, r in rows.items():
             if impl != a.impls[0]:
                 print(f"N={n:6d} {a.impls[0]} vs {impl}: {r['min_s']/ref['min_s']:.2f}x faster (min), "
                       f"{r['median_s']/ref['median_s']:.2f}x (median); peak memory ratio "
-                      f"{ref['extra_peak_mib']/max(r['extra_peak_mib'], 1e-9):.2f}", flush=True)
+                      f"{ref['extra_peak_MiB']/max(r['extra_peak_MiB'], 1e-9):.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def run_one(impl: str, n: int, reps: int, threads: int) -> dict:
         layer(q, k, v).sum().backward()
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
-    return {"impl": impl, "n": n, "fwd_bwd_s": statistics.median(times[1:]), "extra_peak_mib": peak / 1024}
+    return {"impl": impl, "n": n, "fwd_bwd_s": statistics.median(times[1:]), "extra_peak_MiB": peak / 1024}
 
 
 def main() -> None:
@@ -82,7 +82,7 @@ def main() -> None:
                 continue
             row = json.loads(res.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{impl:>18} N={n:>6}  fwd+bwd {row['fwd_bwd_s']:.3f} s  extra peak {row['extra_peak_mib']:.0f} MiB",
+            print(f"{impl:>18} N={n:>6}  fwd+bwd {row['fwd_bwd_s']:.3f} s  extra peak {row['extra_peak_MiB']:.0f} MiB",
                   flush=True)
     for n in args.n:
         by = {r["impl"]: r for r in rows if r["n"] == n}
@@ -90,7 +90,7 @@ def main() -> None:
             for peer in ("peer", "sdpa"):
                 if ours in by and peer in by:
                     print(f"N={n}: {peer} / {ours} time ratio = {by[peer]['fwd_bwd_s'] / by[ours]['fwd_bwd_s']:.2f}x; "
-                          f"peak {by[ours]['extra_peak_mib']:.0f} vs {by[peer]['extra_peak_mib']:.0f} MiB")
+                          f"peak {by[ours]['extra_peak_MiB']:.0f} vs {by[peer]['extra_peak_MiB']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_hf_targets_compare_every_effx_row_with_the_peer():
     from effx.bench import report, targets
 
     rows = [{"suite": "step", "label": lab, "source": src, "seq_len": 128, "batch": 32, "status": "ok",
-             "fwd_ms": f, "fwdbwd_ms": t, "fwdbwd_peak_mib": 1.0, "exact": True}
+             "fwd_ms": f, "fwdbwd_ms": t, "fwdbwd_peak_MiB": 1.0, "exact": True}
             for lab, src, f, t in (("sdpa[fused]", "effx", 100.0, 300.0), ("hf-bert", "peer", 150.0, 360.0))]
     lines = targets.evaluate(report.frame(rows), None, BenchSettings())
     got = {ln["target"]: (ln["measured"], ln["met"]) for ln in lines}

@@ -42,3 +42,20 @@ def _timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, capture_output=True, check=True, timeout=60)
     return time.perf_counter() - t0
+
+
+SPEC_OPTIONS = ("exp", "pretrain", "resume", "ckpt", "compare")
+
+
+def test_every_command_accepts_both_spellings_of_the_spec_options():
+    """``-exp`` and ``--exp`` (likewise -pretrain, -resume, -ckpt, -compare) on every command that has it."""
+    from effx_cli.main import cli as group
+
+    seen = set()
+    for name, cmd in group.commands.items():
+        for param in cmd.params:
+            for opt in SPEC_OPTIONS:
+                if f"-{opt}" in param.opts or f"--{opt}" in param.opts:
+                    assert {f"-{opt}", f"--{opt}"} <= set(param.opts), (name, param.opts)
+                    seen.add(opt)
+    assert seen == set(SPEC_OPTIONS)

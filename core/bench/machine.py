@@ -49,19 +49,13 @@ def gpu_name() -> str | None:
     return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
 
 
-def git_commit() -> str | None:
-    """The effx checkout's commit (``-dirty`` for local changes), ``None`` outside a git checkout."""
-    from ..sysinfo import git_commit as _commit
-
-    commit = _commit()
-    return None if commit == "unknown" else commit
-
-
 def describe(device: str, dtype: str, threads: int) -> dict:
     """A JSON-able record of the machine and settings of a run."""
     import torch
 
     import effx
+
+    from ..sysinfo import git_commit
 
     try:
         cores = len(os.sched_getaffinity(0))

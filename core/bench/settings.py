@@ -13,7 +13,6 @@ from ..errors import ConfigError
 
 DEFAULT_SEQ_LENS = (512, 1024, 2048, 4096, 8192, 16384)
 QUICK_SEQ_LENS = (128, 256)
-DTYPES = ("fp32", "bf16", "fp16")
 
 
 @attrs.frozen

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 
 import effx
 
+from ..train.precision import DTYPES
+
 EXACT_REF = "softmax(QK^T)V"
 SHARED_REF = "shared-QK softmax(Q norm(Q)^T)V, no self"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PEERS = {
     "performer-pytorch": ("performer_pytorch", "1.1.4"),
     "reformer-pytorch": ("reformer_pytorch", "1.4.4"),

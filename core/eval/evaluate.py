@@ -21,11 +21,11 @@ import attrs
 import numpy as np
 
 from ..errors import EffxError
+from ..sysinfo import MEMORY_COLUMNS, peak_memory, reset_peak_memory
 from ..train.distributed import pick_device
 from ..train.precision import inference_dtype
 from ._io import read_json, write_json
 from .inference import predict_proba
-from .measure import peak_memory, reset_peak
 
 SPLITS = ("test", "validation")
 
@@ -144,10 +144,11 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
 
     ids, truncated = encode_with_stats(inf.tokenizer, list(texts), cfg.data.max_length)
     device = pick_device(cfg.train.device)
-    reset_peak(device)
+    reset_peak_memory(device)
     dtype = inference_dtype(cfg.train.dtype, device)  # bf16 for a bf16-trained model on bf16 hardware
     out = predict_proba(inf.model, ids, len(inf.label_names), cfg.train.eval_batch_size, device, dtype)
-    column, mem, kind = peak_memory(device)
+    mem, kind = peak_memory(device)
+    column = MEMORY_COLUMNS[kind]
     result = {"metrics": score(labels, out.probs), "n_examples": int(len(labels)),
               "data": scored_source(cfg, exp_dir.parent.parent, split, changed), "data_changed": changed,
               "truncated": int(truncated), "max_length": cfg.data.max_length,
