@@ -209,7 +209,7 @@ def worker(args: argparse.Namespace) -> dict:
     acts = SavedActivations(model)
     times, tokens, real, loss = [], 0, 0, float("nan")
     meter.start()
-    for epoch in range(args.epochs):
+    for _ in range(args.epochs):
         start = time.perf_counter()
         tokens, real, loss = train_epoch(model, opt, loader, device, acts)
         if device.type == "cuda":

@@ -1,6 +1,5 @@
 """effx bench-tokens (real-token throughput) and the HF BERT row of the step suite, on tiny settings."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -1,7 +1,6 @@
 """WordPiece tokenizer: fixed special ids, [CLS]/[SEP], truncation, [UNK] rate, files."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest

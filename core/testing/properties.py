@@ -13,7 +13,7 @@ import math
 import torch
 
 from ..components import AttentionContext, PositionMode, RelativeBias
-from .attention import B, DH, H, make, padding, qkv
+from .attention import DH, H, make, padding, qkv
 
 BIG = 1e3  # magnitude of the content written into hidden keys
 
@@ -92,7 +92,7 @@ def check_gradcheck(cls, config=None) -> None:
         att = cls(cfg, AttentionContext(n_heads=2, head_dim=4, max_seq_len=64, dropout=0.0, seed=0)).double().eval()
         kpm = torch.tensor([[True] * 5 + [False] * 2])
         for kwargs in ({}, {"key_padding_mask": kpm} if cls.capabilities.key_padding_mask else {}):
-            ok = torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, **kwargs), _gradcheck_inputs(n),
+            ok = torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, **kwargs), _gradcheck_inputs(n),  # noqa: B023
                                           eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=False)
             assert ok, f"{cls.name}: gradient correctness violated (gradcheck failed for {cfg}, {sorted(kwargs)})"
 

@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import math
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
