@@ -59,3 +59,12 @@ def test_every_command_accepts_both_spellings_of_the_spec_options():
                     assert {f"-{opt}", f"--{opt}"} <= set(param.opts), (name, param.opts)
                     seen.add(opt)
     assert seen == set(SPEC_OPTIONS)
+
+
+def test_a_command_module_that_fails_to_import_is_an_error_not_a_missing_command():
+    """A broken or missing command module must not silently drop its commands from ``effx``."""
+    probe = ("import sys; sys.modules['effx_cli.commands_bench'] = None\n"
+             "try:\n    import effx_cli.main\nexcept ImportError as exc:\n    print('raised', exc.name)\n"
+             "else:\n    print('commands', sorted(effx_cli.main.cli.commands))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "raised effx_cli.commands_bench", out.stdout + out.stderr
