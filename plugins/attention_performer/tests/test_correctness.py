@@ -97,7 +97,10 @@ PATHS = {  # name -> (config overrides, forward kwargs builder)
 }
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+SLOW_PATHS = {"relative-bias"}  # the Toeplitz path's float64 gradcheck takes minutes
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PATHS else p for p in PATHS])
 @pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
 def test_gradcheck_float64(cls, path):
     overrides, kwargs = PATHS[path]
