@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from datetime import datetime, timezone
+
+from ..train.runfiles import now_iso
 
 ALLOCATOR_ENV = ("THP_MEM_ALLOC_ENABLE", "PYTORCH_CUDA_ALLOC_CONF", "MALLOC_ARENA_MAX", "LD_PRELOAD",
                  "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -62,7 +63,7 @@ def describe(device: str, dtype: str, threads: int) -> dict:
     except AttributeError:
         cores = os.cpu_count()
     return {
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": now_iso(),
         "host_cpu": cpu_model(),
         "cpu_cores_usable": cores,
         "memory_gib": round(total_memory_gib() or 0.0, 1),

@@ -13,7 +13,6 @@ Inputs longer than ``data.max_length`` tokens are truncated and counted (``trunc
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from ..errors import EffxError
 from ..sysinfo import MEMORY_COLUMNS, peak_memory, reset_peak_memory
 from ..train.distributed import pick_device
 from ..train.precision import inference_dtype
+from ..train.runfiles import now_iso
 from ._io import read_json, write_json
 from .inference import predict_proba
 
@@ -156,7 +156,7 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
               "tokens_per_s": out.tokens_per_s, "texts_per_s": out.texts_per_s, "inference_dtype": out.dtype,
               "inference_s": out.seconds, column: mem, "mem_kind": kind,
               "memory_column": column, "device": str(device), "batch_size": cfg.train.eval_batch_size,
-              "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "evaluated_at": now_iso()}
     state = run_state(exp_dir, inf.checkpoint_path)
     result["run_status"] = state["run_status"]
     result["warnings"] = [w for w in [state.get("warning")] if w] + warnings
