@@ -21,6 +21,8 @@ from effx.eval.sweep import load_spec, plan, run_job
 from effx.resources import SAMPLE_DIR
 from effx_cli.main import cli
 
+pytestmark = pytest.mark.slow  # one module fixture trains and sweeps several tiny experiments end to end
+
 ENV = {**os.environ, "WANDB_MODE": "disabled", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 EFFX = [sys.executable, "-m", "effx_cli.main"]
 OTHER = "performer_favor" if "performer_favor" in load_registry().names("attention") else "sdpa"
