@@ -67,7 +67,9 @@ if [[ -n "$TORCH_TRY" ]]; then
   for t in $TORCH_TRY; do
     env_py=$(make_env "torch$t" "$py") || break
     if install_torch "$env_py" "$t" && "$env_py" -c "import torch" 2>/dev/null; then
-      install_effx "$env_py" && fast_lane "torch$t" "$env_py" || echo "torch$t: effx install failed" | tee -a "$OUT/compat.txt"
+      # effx's declared floor would pull torch back up: put the tried release back in without dependencies
+      install_effx "$env_py" && "$env_py" -m pip install -q --no-deps --force-reinstall --index-url "$TORCH_INDEX" \
+        "torch==$t" && fast_lane "torch$t" "$env_py" || echo "torch$t: effx install failed" | tee -a "$OUT/compat.txt"
       break
     fi
     echo "torch$t: does not install on CPU here" | tee -a "$OUT/compat.txt"
