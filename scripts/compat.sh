@@ -33,10 +33,11 @@ make_env() {  # make_env NAME PYTHON -> prints the venv's python
   "$2" -m venv "$dir" >&2 && "$dir/bin/python" -m pip install -q --upgrade pip >&2 && echo "$dir/bin/python"
 }
 
-install_torch() {  # install_torch PY VERSION|"" (empty: newest allowed)
-  local spec="torch${2:+==$2}"
-  "$1" -m pip install -q --index-url "$TORCH_INDEX" "$spec" 2>/dev/null ||
-    "$1" -m pip install -q "$spec"
+install_torch() {  # install_torch PY VERSION|"" [PIP ARGS...] (empty version: newest allowed)
+  local py=$1 spec="torch${2:+==$2}"
+  shift 2
+  "$py" -m pip install -q "$@" --index-url "$TORCH_INDEX" "$spec" 2>/dev/null ||
+    "$py" -m pip install -q "$@" "$spec"
 }
 
 install_effx() {
@@ -68,8 +69,7 @@ if [[ -n "$TORCH_TRY" ]]; then
     env_py=$(make_env "torch$t" "$py") || break
     if install_torch "$env_py" "$t" && "$env_py" -c "import torch" 2>/dev/null; then
       # effx's declared floor would pull torch back up: put the tried release back in without dependencies
-      install_effx "$env_py" && "$env_py" -m pip install -q --no-deps --force-reinstall --index-url "$TORCH_INDEX" \
-        "torch==$t" && fast_lane "torch$t" "$env_py" || echo "torch$t: effx install failed" | tee -a "$OUT/compat.txt"
+      install_effx "$env_py" && install_torch "$env_py" "$t" --no-deps --force-reinstall && fast_lane "torch$t" "$env_py" || echo "torch$t: effx install failed" | tee -a "$OUT/compat.txt"
       break
     fi
     echo "torch$t: does not install on CPU here" | tee -a "$OUT/compat.txt"
