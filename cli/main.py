@@ -88,21 +88,16 @@ def validate_cmd(config: str, seq_len: int | None) -> None:
     click.echo(validate(config, seq_len))
 
 
-def _register_optional() -> None:
-    """Attach command modules that exist (each lives in its own file under cli/)."""
-    import importlib
+def _register_commands() -> None:
+    """Attach the command modules (each lives in its own file under cli/); one that fails to import is an
+    error of the installation, so it propagates instead of hiding its commands."""
+    from . import commands_bench, commands_eval, commands_experiment
 
-    for mod in ("commands_experiment", "commands_eval", "commands_bench"):
-        try:
-            m = importlib.import_module(f"effx_cli.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"effx_cli.{mod}":
-                raise
-            continue
-        m.register(cli)
+    for module in (commands_experiment, commands_eval, commands_bench):
+        module.register(cli)
 
 
-_register_optional()
+_register_commands()
 
 
 def main() -> None:  # pragma: no cover

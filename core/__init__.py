@@ -7,6 +7,10 @@ their tests import only these; every other module is private and may change.
 """
 from __future__ import annotations
 
+if __name__ == "core":  # the source folder imported from the repo root: a second, incompatible copy
+    raise ImportError("`import core` loads effx's source folder as a second copy of the package; "
+                      "use `import effx` (install it with `pip install -e .` from the repo root)")
+
 __version__ = "0.1.0"
 
 # The public names load on first use (PEP 562), so ``import effx.errors`` - and with it every

@@ -7,11 +7,13 @@ a temporary file left by a killed process is named ``.<name>.<random>.tmp`` (see
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 _UMASK_LOCK = threading.Lock()
@@ -62,6 +64,27 @@ def write_text(path: str | Path, text: str, chmod: int | None = None) -> Path:
     with atomic_open(path, "w", chmod=chmod) as fh:
         fh.write(text)
     return Path(path)
+
+
+def _json_safe(x: Any) -> Any:
+    """NaN/Inf are not JSON: they are stored as null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Indented JSON; NaN/Inf become null and any other value JSON lacks (a path, a dtype) its ``str``."""
+    return write_text(path, json.dumps(_json_safe(data), indent=2, default=str) + "\n")
+
+
+def write_csv(path: str | Path, df, float_format: str | None = None) -> Path:
+    """A pandas DataFrame as CSV without the index (``float_format`` as in ``DataFrame.to_csv``)."""
+    return write_text(path, df.to_csv(index=False, float_format=float_format))
 
 
 def is_leftover(path: Path, prefixes: tuple[str, ...] = ()) -> bool:

@@ -13,8 +13,9 @@ import torch
 from . import __version__
 
 
-def git_commit() -> str:
-    """The commit of the effx source checkout (``unknown`` for an installed wheel / no git)."""
+def git_commit() -> str | None:
+    """The commit of the effx source checkout (``-dirty`` for local changes); ``None`` for an installed
+    wheel or where git is missing."""
     src = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -22,9 +23,9 @@ def git_commit() -> str:
         dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
     if out.returncode != 0:
-        return "unknown"
+        return None
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
@@ -92,9 +93,13 @@ def reset_peak_memory(device: torch.device) -> None:
     reset_hwm()  # False where /proc/self/clear_refs is unavailable: the window is then the process's lifetime
 
 
+MEMORY_COLUMNS = {"cuda_max_allocated": "max_gpu_mem_MiB", "cpu_rss": "peak_rss_MiB"}  # kind -> column name
+
+
 def peak_memory(device: torch.device) -> tuple[float, str]:
     """Peak memory in MiB since the last :func:`reset_peak_memory` (else since the process started) and
-    its kind: CUDA max allocated on GPU, process peak resident set on CPU."""
+    its kind: CUDA max allocated on GPU, process peak resident set on CPU (never reported as GPU memory:
+    :data:`MEMORY_COLUMNS` names the column each kind is reported under)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     from .procmem import hwm_mib

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "data" / "sample"
+SAMPLE = REPO / "core" / "data" / "sample"
 STEPS = 40
 ENV = {**os.environ, "WANDB_MODE": "disabled", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
        "EFFX_LOAD_PLUGINS": "sdpa,positional", "TOKENIZERS_PARALLELISM": "false"}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # effx main job: init -> pretrain (MLM) -> finetune (classification) -> eval on the shipped real
-# AG News sample (data/sample/, 2,000 train / 500 validation / 500 test rows), then the product's
+# AG News sample (core/data/sample/, 2,000 train / 500 validation / 500 test rows), then the product's
 # own answer: effx against TF-IDF+LR (`effx baseline`) on the same split (`effx eval -compare`).
 # Runs in a few minutes on 2 CPU cores; prints the metrics, the comparison and where every artefact is.
 #
@@ -15,7 +15,7 @@ PRE=${PRE:-agnews_pre}
 FT=${FT:-agnews_ft}
 export HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1} HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 export WANDB_SILENT=${WANDB_SILENT:-true} TOKENIZERS_PARALLELISM=false
-SAMPLE=$REPO/data/sample
+SAMPLE=$REPO/core/data/sample
 START=$(date +%s)
 
 step() { printf '\n=== %s (%ss elapsed) ===\n' "$1" "$(( $(date +%s) - START ))"; }

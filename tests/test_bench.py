@@ -1,4 +1,4 @@
-"""``effx bench --quick`` end to end (the CI smoke run of issue 6), through the real CLI."""
+"""``effx bench --quick`` end to end (the CI smoke run of the cost benchmark), through the real CLI."""
 from __future__ import annotations
 
 import math
@@ -41,9 +41,9 @@ def test_quick_csv_has_every_column_and_registered_type(quick):
 def test_quick_numbers_are_finite_and_positive(quick):
     _, df, _ = quick
     assert (df["status"] == "ok").all(), df[df["status"] != "ok"][["label", "seq_len", "reason"]].to_string()
-    for col in ("fwd_ms", "fwdbwd_ms", "fwd_tokens_per_s", "fwdbwd_tokens_per_s", "baseline_mib"):
+    for col in ("fwd_ms", "fwdbwd_ms", "fwd_tokens_per_s", "fwdbwd_tokens_per_s", "baseline_MiB"):
         assert df[col].map(math.isfinite).all() and (df[col] > 0).all(), col
-    for col in ("fwd_peak_mib", "fwdbwd_peak_mib"):
+    for col in ("fwd_peak_MiB", "fwdbwd_peak_MiB"):
         assert df[col].map(math.isfinite).all() and (df[col] >= 0).all(), col
     tok = df["batch"] * df["seq_len"] / (df["fwdbwd_ms"] / 1000)
     assert (abs(tok / df["fwdbwd_tokens_per_s"] - 1) < 1e-3).all()
@@ -118,7 +118,7 @@ def test_bench_train_quick_reports_savers_long_steps_and_refusal(tmp_path):
     assert list(savers["label"]) == [f"sdpa[fused] {v}" for v in
                                      ("plain", "checkpointing", "accumulation", "checkpointing+accumulation")]
     assert list(savers["micro_batches"]) == [1, 1, 4, 4] and list(savers["checkpointing"]) == [False, True, False, True]
-    assert (df["status"] == "ok").all() and (df["fwdbwd_peak_mib"] > 0).all()
+    assert (df["status"] == "ok").all() and (df["fwdbwd_peak_MiB"] > 0).all()
     assert sorted(df[df["suite"] == "train"]["seq_len"]) == [256, 512]
     summary = (tmp_path / "summary.md").read_text()
     assert "input length 513 exceeds model.max_seq_len=512" in summary and "| PASS |" in summary

@@ -1,6 +1,5 @@
 """effx bench-tokens (real-token throughput) and the HF BERT row of the step suite, on tiny settings."""
 import json
-from pathlib import Path
 
 import pytest
 
@@ -8,8 +7,9 @@ from effx.bench import plan
 from effx.bench.settings import BenchSettings
 from effx.bench.tokens import MODES, TokenSettings, mode_batches, real_ids, run_tokens_bench
 from effx.errors import ConfigError
+from effx.resources import SAMPLE_DIR
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "agnews_train.csv"
+SAMPLE = SAMPLE_DIR / "agnews_train.csv"
 TINY = dict(data=str(SAMPLE), max_length=48, batch=4, n_batches=2, repeats=1, texts=40, types=("sdpa",),
             vocab_size=200, d_model=32, n_layers=1, heads=2, d_ff=64)
 
@@ -62,7 +62,7 @@ def test_hf_targets_compare_every_effx_row_with_the_peer():
     from effx.bench import report, targets
 
     rows = [{"suite": "step", "label": lab, "source": src, "seq_len": 128, "batch": 32, "status": "ok",
-             "fwd_ms": f, "fwdbwd_ms": t, "fwdbwd_peak_mib": 1.0, "exact": True}
+             "fwd_ms": f, "fwdbwd_ms": t, "fwdbwd_peak_MiB": 1.0, "exact": True}
             for lab, src, f, t in (("sdpa[fused]", "effx", 100.0, 300.0), ("hf-bert", "peer", 150.0, 360.0))]
     lines = targets.evaluate(report.frame(rows), None, BenchSettings())
     got = {ln["target"]: (ln["measured"], ln["met"]) for ln in lines}

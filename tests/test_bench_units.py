@@ -24,8 +24,8 @@ def test_peak_meter_measures_an_allocation_honestly():
 
 
 def test_extrapolation_and_predicted_skips():
-    hist = [{"seq_len": 1024, "batch": 1, "status": "ok", "fwdbwd_peak_mib": 100.0, "fwdbwd_ms": 100.0},
-            {"seq_len": 2048, "batch": 1, "status": "ok", "fwdbwd_peak_mib": 400.0, "fwdbwd_ms": 200.0}]
+    hist = [{"seq_len": 1024, "batch": 1, "status": "ok", "fwdbwd_peak_MiB": 100.0, "fwdbwd_ms": 100.0},
+            {"seq_len": 2048, "batch": 1, "status": "ok", "fwdbwd_peak_MiB": 400.0, "fwdbwd_ms": 200.0}]
     assert runner._extrapolate([(1024, 100.0), (2048, 400.0)], 4096) == pytest.approx(1600.0)  # slope 2
     assert runner._extrapolate([(2048, 400.0)], 4096) is None  # one point: the watchdog decides
     reason = runner.predicted_skip(hist, 4096, 1, mem_cap_gib=1.0, time_cap_s=100)
@@ -38,14 +38,14 @@ def test_extrapolation_and_predicted_skips():
 
 def test_prediction_is_per_sequence_when_batch_shrinks_with_n():
     # constant tokens per step: 32 x 512 then 16 x 1024, linear memory per token -> flat total
-    hist = [{"seq_len": 512, "batch": 32, "status": "ok", "fwdbwd_peak_mib": 2048.0, "fwdbwd_ms": 1000.0},
-            {"seq_len": 1024, "batch": 16, "status": "ok", "fwdbwd_peak_mib": 2048.0, "fwdbwd_ms": 1000.0}]
+    hist = [{"seq_len": 512, "batch": 32, "status": "ok", "fwdbwd_peak_MiB": 2048.0, "fwdbwd_ms": 1000.0},
+            {"seq_len": 1024, "batch": 16, "status": "ok", "fwdbwd_peak_MiB": 2048.0, "fwdbwd_ms": 1000.0}]
     assert runner.predicted_skip(hist, 4096, 4, mem_cap_gib=3.0, time_cap_s=10) is None
     assert "memory cap" in runner.predicted_skip(hist, 4096, 4, mem_cap_gib=1.5, time_cap_s=10)
 
 
 def test_over_cap_marks_a_run_that_slipped_past_the_watchdog():
-    ok = {"status": "ok", "fwd_peak_mib": 10.0, "fwdbwd_peak_mib": 2000.0}
+    ok = {"status": "ok", "fwd_peak_MiB": 10.0, "fwdbwd_peak_MiB": 2000.0}
     assert runner.over_cap(ok, 1.0)["status"] == "skipped"
     assert runner.over_cap(ok, 2.0)["status"] == "ok"
 
@@ -81,11 +81,11 @@ def _rows():
         for label, ms, src, exact in [("sdpa[fused]", fused, "effx", True), ("performer_favor", perf, "effx", False),
                                       ("performer-pytorch", peer, "peer", False)]:
             rows.append({"suite": "layer", "label": label, "source": src, "exact": exact, "seq_len": n, "batch": 1,
-                         "fwdbwd_ms": ms, "fwdbwd_peak_mib": n / 8 if not exact else n / 4, "status": "ok"})
+                         "fwdbwd_ms": ms, "fwdbwd_peak_MiB": n / 8 if not exact else n / 4, "status": "ok"})
     rows += [{"suite": "step", "label": "sdpa[fused]", "source": "effx", "exact": True, "seq_len": 512, "batch": 32,
-              "fwdbwd_ms": 1000.0, "fwdbwd_peak_mib": 1000.0, "status": "ok"},
+              "fwdbwd_ms": 1000.0, "fwdbwd_peak_MiB": 1000.0, "status": "ok"},
              {"suite": "step", "label": "performer_favor", "source": "effx", "exact": False, "seq_len": 512,
-              "batch": 32, "fwdbwd_ms": 850.0, "fwdbwd_peak_mib": 650.0, "status": "ok"}]
+              "batch": 32, "fwdbwd_ms": 850.0, "fwdbwd_peak_MiB": 650.0, "status": "ok"}]
     return frame(rows)
 
 

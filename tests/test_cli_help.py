@@ -42,3 +42,29 @@ def _timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, capture_output=True, check=True, timeout=60)
     return time.perf_counter() - t0
+
+
+SPEC_OPTIONS = ("exp", "pretrain", "resume", "ckpt", "compare")
+
+
+def test_every_command_accepts_both_spellings_of_the_spec_options():
+    """``-exp`` and ``--exp`` (likewise -pretrain, -resume, -ckpt, -compare) on every command that has it."""
+    from effx_cli.main import cli as group
+
+    seen = set()
+    for name, cmd in group.commands.items():
+        for param in cmd.params:
+            for opt in SPEC_OPTIONS:
+                if f"-{opt}" in param.opts or f"--{opt}" in param.opts:
+                    assert {f"-{opt}", f"--{opt}"} <= set(param.opts), (name, param.opts)
+                    seen.add(opt)
+    assert seen == set(SPEC_OPTIONS)
+
+
+def test_a_command_module_that_fails_to_import_is_an_error_not_a_missing_command():
+    """A broken or missing command module must not silently drop its commands from ``effx``."""
+    probe = ("import sys; sys.modules['effx_cli.commands_bench'] = None\n"
+             "try:\n    import effx_cli.main\nexcept ImportError as exc:\n    print('raised', exc.name)\n"
+             "else:\n    print('commands', sorted(effx_cli.main.cli.commands))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "raised effx_cli.commands_bench", out.stdout + out.stderr

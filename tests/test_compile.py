@@ -15,8 +15,9 @@ import torch
 import effx
 from effx.config import AttentionSpec, ModelConfig, PositionalSpec
 
-pytestmark = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
-                                reason="torch.compile (Inductor, CPU) needs a C++ compiler")
+pytestmark = [pytest.mark.slow,  # an Inductor compile per attention type
+              pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                                 reason="torch.compile (Inductor, CPU) needs a C++ compiler")]
 
 ATTENTIONS = effx.load_registry().names("attention")
 

@@ -1,4 +1,4 @@
-"""scripts/cost_tables.py on synthetic bench_cost.sh output: every ratio and goal verdict it prints."""
+"""benchmarks/cost_tables.py on synthetic bench_cost.sh output: every ratio and goal verdict it prints."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cost_tables.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cost_tables.py"
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_missing_peer_is_named(ct, tmp_path):
 def test_hf_step_and_inference(ct, tmp_path):
     stamps(tmp_path / "hf-step")
     (tmp_path / "hf-step" / "hf-peer-ab.json").write_text(json.dumps({
-        "command": "python scripts/hf_peer_ab.py", "transformers": "5.0", "torch": "2.0", "reps": 5,
+        "command": "python benchmarks/hf_peer_ab.py", "transformers": "5.0", "torch": "2.0", "reps": 5,
         "rows": [{"dtype": "fp32", "n": 128, "batch": 32, "effx_step_ms": 500.0, "hf_step_ms": 700.0,
                   "effx_fwd_ms": 100.0, "hf_fwd_ms": 110.0},
                  {"dtype": "bf16", "n": 512, "batch": 8, "effx_step_ms": 500.0, "hf_step_ms": 600.0,
@@ -112,7 +112,7 @@ def test_hf_step_and_inference(ct, tmp_path):
     assert "| bf16 | 512 x 8 | 500 | 600 | 1.20x | **not met** | 100 | 200 | 2.00x |" in out
     stamps(tmp_path / "infer-agnews")
     (tmp_path / "infer-agnews" / "predict-hf-ab.json").write_text(json.dumps({
-        "command": "python scripts/predict_hf_ab.py", "max_length": 128, "batch": 64,
+        "command": "python benchmarks/predict_hf_ab.py", "max_length": 128, "batch": 64,
         "lengths": {"texts": 10, "mean_len": 40.0},
         "rows": [{"dtype": "fp32", "effx_texts_per_s": 200.0, "effx_tokens_per_s": 8000.0,
                   "hf_texts_per_s": 100.0, "hf_tokens_per_s": 4000.0}]}))

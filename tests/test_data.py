@@ -11,8 +11,9 @@ import pytest
 from effx.config import DataConfig
 from effx.data import load_splits, read_file
 from effx.errors import EffxError
+from effx.resources import SAMPLE_DIR
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+SAMPLE = SAMPLE_DIR
 ROWS = [
     {"review": "good film", "sentiment": "pos"},
     {"review": "bad film", "sentiment": "neg"},

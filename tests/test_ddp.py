@@ -17,6 +17,7 @@ from test_train_helpers import losses, make_data, rows, set_env, sub_env, tiny_s
 from effx.train import init_experiment, run_pretrain  # noqa: E402
 
 
+@pytest.mark.slow  # two torchrun processes train twice
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_two_process_ddp_matches_single_process_loss(tmp_path, monkeypatch):
     set_env(monkeypatch)

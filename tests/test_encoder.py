@@ -51,8 +51,10 @@ def test_mlm_head_tied_to_embedding():
 
 def test_seeded_build_is_reproducible():
     # build_model initialises from the global RNG: same global seed -> same weights
-    torch.manual_seed(5); a = effx.build_model(cfg(), "mlm")
-    torch.manual_seed(5); b = effx.build_model(cfg(), "mlm")
+    torch.manual_seed(5)
+    a = effx.build_model(cfg(), "mlm")
+    torch.manual_seed(5)
+    b = effx.build_model(cfg(), "mlm")
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
 
@@ -118,8 +120,10 @@ def test_fast_dropout_statistics_and_scaling():
     assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
     assert abs(y.mean().item() - 1.0) < 0.01
     assert dropout(x, 0.1, False) is x and torch.equal(dropout(x, 1.0, True), torch.zeros_like(x))
-    torch.manual_seed(3); a = dropout(x, 0.3, True)
-    torch.manual_seed(3); b = dropout(x, 0.3, True)
+    torch.manual_seed(3)
+    a = dropout(x, 0.3, True)
+    torch.manual_seed(3)
+    b = dropout(x, 0.3, True)
     assert torch.equal(a, b)
 
 

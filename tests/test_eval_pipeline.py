@@ -18,7 +18,10 @@ from click.testing import CliRunner
 
 from effx import load_registry
 from effx.eval.sweep import load_spec, plan, run_job
+from effx.resources import SAMPLE_DIR
 from effx_cli.main import cli
+
+pytestmark = pytest.mark.slow  # one module fixture trains and sweeps several tiny experiments end to end
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 EFFX = [sys.executable, "-m", "effx_cli.main"]
@@ -211,7 +214,7 @@ def test_baseline_uses_the_same_split_and_its_metrics_are_real(root):
 
 
 def test_baseline_cli_with_set_and_without_data(root, tmp_path):
-    train = Path(__file__).resolve().parents[1] / "data" / "sample" / "agnews_train.csv"
+    train = SAMPLE_DIR / "agnews_train.csv"
     res = CliRunner().invoke(cli, ["baseline", "-exp", "b-set", "--root", str(tmp_path), "--set", f"data.train={train}",
                                    "--set", "data.max_train_samples=200", "--set", "tfidf.ngram_max=1"])
     assert res.exit_code == 0, res.output

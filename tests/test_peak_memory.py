@@ -51,6 +51,7 @@ def test_a_run_after_a_bigger_one_in_the_same_process_records_its_own_peak(tmp_p
     assert recorded < before - BIG_MIB / 2, (before, recorded)
 
 
+@pytest.mark.slow  # a sweep of fresh training processes
 def test_sweep_runs_each_experiment_in_a_fresh_process():
     """What `effx sweep` uses for every training, evaluation and baseline of a job."""
     import os

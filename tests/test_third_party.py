@@ -1,4 +1,6 @@
-"""A throwaway plugin under tests/ is pip-installed, used from YAML, and uninstalled; core untouched."""
+"""A throwaway plugin under tests/ is pip-installed into a throwaway target folder (never into the running
+environment), found through its entry point, used from YAML; core untouched."""
+import os
 import shutil
 import subprocess
 import sys
@@ -37,22 +39,33 @@ def pip(*args):
                           capture_output=True, text=True)
 
 
+def with_site(site: Path | None) -> dict:
+    """The environment of a child interpreter that also sees the packages installed in ``site``."""
+    env = dict(os.environ)
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def listed_plugins(site: Path | None) -> str:
+    return subprocess.run([sys.executable, "-m", "effx_cli.main", "plugins"], capture_output=True, text=True,
+                          env=with_site(site), timeout=120).stdout
+
+
+@pytest.mark.slow  # a pip install and three fresh interpreters: about a minute
 def test_third_party_plugin_install_use_uninstall(tmp_path):
-    src = tmp_path / "plugin"
+    src, site = tmp_path / "plugin", tmp_path / "site"
     shutil.copytree(HERE / "third_party_plugin", src)
-    res = pip("install", "--no-build-isolation", "--no-deps", str(src))
+    res = pip("install", "--no-build-isolation", "--no-deps", "--target", str(site), str(src))
     assert res.returncode == 0, res.stderr
-    try:
-        (tmp_path / "exp.yaml").write_text(YAML)
-        (tmp_path / "run.py").write_text(SCRIPT)
-        run = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "exp.yaml")],
-                             capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stderr
-        lines = run.stdout.splitlines()
-        assert lines[0] == "effx_toy_attention (2, 3) True"
-        assert lines[1].startswith("CAP attention 'toy_linear' (effx-toy-attention) does not support positional "
-                                   "encoding 'relative' (effx-positional")
-    finally:
-        assert pip("uninstall", "-y", "effx-toy-attention").returncode == 0
-    listed = subprocess.run([sys.executable, "-m", "effx_cli.main", "plugins"], capture_output=True, text=True)
-    assert "toy_linear" not in listed.stdout
+    (tmp_path / "exp.yaml").write_text(YAML)
+    (tmp_path / "run.py").write_text(SCRIPT)
+    run = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "exp.yaml")],
+                         capture_output=True, text=True, timeout=120, env=with_site(site))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "effx_toy_attention (2, 3) True"
+    assert lines[1].startswith("CAP attention 'toy_linear' (effx-toy-attention) does not support positional "
+                               "encoding 'relative' (effx-positional")
+    assert "toy_linear" in listed_plugins(site)
+    assert "toy_linear" not in listed_plugins(None)  # the running environment never saw it

@@ -1,7 +1,6 @@
 """WordPiece tokenizer: fixed special ids, [CLS]/[SEP], truncation, [UNK] rate, files."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,8 +19,9 @@ from effx.data import (
     unk_rate,
 )
 from effx.errors import EffxError
+from effx.resources import SAMPLE_DIR
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+SAMPLE = SAMPLE_DIR
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from effx.resources import SAMPLE_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "data" / "sample"
+SAMPLE = SAMPLE_DIR
 ENV = {"WANDB_MODE": "disabled", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
        "EFFX_LOAD_PLUGINS": "sdpa,positional", "TOKENIZERS_PARALLELISM": "false"}
 

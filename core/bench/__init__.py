@@ -1,4 +1,4 @@
-"""effx.bench: the cost benchmark of issue 6 (``effx bench``, ``effx bench-train``).
+"""effx.bench: the cost benchmark of every attention (``effx bench``, ``effx bench-train``).
 
 For every registered attention type (each ``impl`` choice separately) and each sequence length it
 measures forward and forward+backward time, tokens/s and peak memory of (a) the attention layer

@@ -1,4 +1,4 @@
-"""``effx bench-train``: evidence for long-sequence training (issue 6, SPEC WF-3 / WNF-1).
+"""``effx bench-train``: evidence for long-sequence training (memory savers, long steps, the length limit).
 
 1. *Memory savers*: one encoder training step at ``saver_len`` with batch ``saver_batch``, plain,
    with gradient checkpointing (each block recomputed in backward), with gradient accumulation
@@ -15,6 +15,7 @@ from typing import Callable, Literal, Optional
 
 import attrs
 
+from ..atomic import write_csv, write_json, write_text
 from . import machine, plan, report
 from .runner import forkserver, run_rows
 from .settings import check_dtype
@@ -83,11 +84,11 @@ def savers_table(df) -> str:
     for r in sub.itertuples():
         base, variant = r.label.split(" ", 1)
         if variant == "plain" and r.status == "ok":
-            plain[base] = r.fwdbwd_peak_mib
-        ratio = (f"{100 * (r.fwdbwd_peak_mib / plain[base] - 1):+.0f} %"
+            plain[base] = r.fwdbwd_peak_MiB
+        ratio = (f"{100 * (r.fwdbwd_peak_MiB / plain[base] - 1):+.0f} %"
                  if r.status == "ok" and base in plain else "")
         rows.append([base, variant, r.seq_len, r.batch, r.micro_batches, report._fmt(r.fwdbwd_ms, ".0f"),
-                     report._fmt(r.fwdbwd_peak_mib, ".0f"), ratio, "" if r.status == "ok" else f"{r.status}: {r.reason}"])
+                     report._fmt(r.fwdbwd_peak_MiB, ".0f"), ratio, "" if r.status == "ok" else f"{r.status}: {r.reason}"])
     return report.md_table(header, rows)
 
 
@@ -96,9 +97,9 @@ def long_table(df, budget_gib: float) -> str:
     header = ["attention", "N", "step ms", "tokens/s", "extra peak MiB", f"within {budget_gib:g} GiB", "note"]
     rows = []
     for r in sub.itertuples():
-        ok = r.status == "ok" and r.fwdbwd_peak_mib <= budget_gib * 1024
+        ok = r.status == "ok" and r.fwdbwd_peak_MiB <= budget_gib * 1024
         rows.append([r.label, r.seq_len, report._fmt(r.fwdbwd_ms, ".0f"), report._fmt(r.fwdbwd_tokens_per_s, ",.0f"),
-                     report._fmt(r.fwdbwd_peak_mib, ".0f"), "PASS" if ok else "FAIL",
+                     report._fmt(r.fwdbwd_peak_MiB, ".0f"), "PASS" if ok else "FAIL",
                      "" if r.status == "ok" else f"{r.status}: {r.reason}"])
     return report.md_table(header, rows)
 
@@ -117,8 +118,8 @@ def run_train_bench(s: TrainSettings, out: Path, command: str = "effx bench-trai
     df = report.frame(rows)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "train.csv", "machine": out / "machine.json", "summary": out / "summary.md"}
-    report.write_csv(df, paths["csv"])
-    report.write_json({**meta, "refusal": refusal}, paths["machine"])
+    write_csv(paths["csv"], df, float_format=report.FLOAT_FORMAT)
+    write_json(paths["machine"], {**meta, "refusal": refusal})
     if report.plot(df, "train", "memory", out / "memory_train.png", f"training step, B=1 ({s.device} {s.dtype})"):
         paths["memory_train"] = out / "memory_train.png"
     text = (f"# effx bench-train\n\nCommand: `{command}`\n\nMachine: {meta['host_cpu']}, {meta['cpu_cores_usable']} "
@@ -128,5 +129,5 @@ def run_train_bench(s: TrainSettings, out: Path, command: str = "effx bench-trai
             f"{savers_table(df)}\n\n## Long training steps (batch 1, budget {s.mem_cap_gib:g} GiB)\n\n"
             f"![memory](memory_train.png)\n\n{long_table(df, s.mem_cap_gib)}\n\n"
             f"## Input past max_seq_len\n\n`{refusal}`\n")
-    report.atomic_write(paths["summary"], text)
+    write_text(paths["summary"], text)
     return paths

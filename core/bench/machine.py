@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from datetime import datetime, timezone
+
+from ..train.runfiles import now_iso
 
 ALLOCATOR_ENV = ("THP_MEM_ALLOC_ENABLE", "PYTORCH_CUDA_ALLOC_CONF", "MALLOC_ARENA_MAX", "LD_PRELOAD",
                  "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -49,26 +50,20 @@ def gpu_name() -> str | None:
     return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
 
 
-def git_commit() -> str | None:
-    """The effx checkout's commit (``-dirty`` for local changes), ``None`` outside a git checkout."""
-    from ..sysinfo import git_commit as _commit
-
-    commit = _commit()
-    return None if commit == "unknown" else commit
-
-
 def describe(device: str, dtype: str, threads: int) -> dict:
     """A JSON-able record of the machine and settings of a run."""
     import torch
 
     import effx
 
+    from ..sysinfo import git_commit
+
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
     return {
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": now_iso(),
         "host_cpu": cpu_model(),
         "cpu_cores_usable": cores,
         "memory_gib": round(total_memory_gib() or 0.0, 1),

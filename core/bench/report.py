@@ -1,28 +1,25 @@
 """Bench outputs: ``results.csv``, ``machine.json``, log-log PNG plots and ``summary.md``.
 
-Every file is written atomically (temporary file + ``os.replace``), so an interrupted run never
-leaves a half-written result behind.
+Every file is written atomically (:mod:`effx.atomic`), so an interrupted run never leaves a
+half-written result behind; ``results.csv`` keeps :data:`FLOAT_FORMAT` digits.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import atomic_open, write_bytes
+from ..atomic import atomic_open
 
 COLUMNS = [
     "suite", "label", "type", "source", "exact", "seq_len", "batch", "micro_batches", "checkpointing", "dtype",
     "device", "threads", "reps", "timed_runs", "fwd_ms", "fwdbwd_ms", "fwd_tokens_per_s", "fwdbwd_tokens_per_s",
-    "fwd_peak_mib", "fwdbwd_peak_mib", "baseline_mib", "rel_err", "fidelity_ref", "status", "reason",
+    "fwd_peak_MiB", "fwdbwd_peak_MiB", "baseline_MiB", "rel_err", "fidelity_ref", "status", "reason",
 ]
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Result files are written whole or not at all (:mod:`effx.atomic`)."""
-    write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+FLOAT_FORMAT = "%.10g"
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
@@ -36,10 +33,6 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     return df[COLUMNS]
 
 
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, df.to_csv(index=False, float_format="%.10g"))
-
-
 def plot(df: pd.DataFrame, suite: str, what: str, path: Path, title: str) -> bool:
     """Log-log plot of fwd+bwd (solid) and forward (dashed) time, or peak memory, against N."""
     import matplotlib
@@ -51,7 +44,7 @@ def plot(df: pd.DataFrame, suite: str, what: str, path: Path, title: str) -> boo
     if ok.empty:
         return False
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    cols = ("fwdbwd_ms", "fwd_ms") if what == "time" else ("fwdbwd_peak_mib", "fwd_peak_mib")
+    cols = ("fwdbwd_ms", "fwd_ms") if what == "time" else ("fwdbwd_peak_MiB", "fwd_peak_MiB")
     for i, (label, g) in enumerate(ok.groupby("label", sort=False)):
         color = f"C{i % 10}"
         ax.plot(g["seq_len"], g[cols[0]], "o-", color=color, label=label)
@@ -103,11 +96,7 @@ def results_table(df: pd.DataFrame, suite: str) -> str:
     header = ["attention", "N", "B", "fwd ms", "fwd+bwd ms", "fwd+bwd tok/s", "fwd peak MiB",
               "fwd+bwd peak MiB", "rel err", "note"]
     rows = [[r.label, r.seq_len, r.batch, _fmt(r.fwd_ms, ".1f"), _fmt(r.fwdbwd_ms, ".1f"),
-             _fmt(r.fwdbwd_tokens_per_s, ",.0f"), _fmt(r.fwd_peak_mib, ".1f"), _fmt(r.fwdbwd_peak_mib, ".1f"),
+             _fmt(r.fwdbwd_tokens_per_s, ",.0f"), _fmt(r.fwd_peak_MiB, ".1f"), _fmt(r.fwdbwd_peak_MiB, ".1f"),
              _fmt(r.rel_err, ".3g") + _reference_note(r.fidelity_ref), _note(r)]
             for r in sub.itertuples()]
     return md_table(header, rows)
-
-
-def write_json(obj: dict, path: Path) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from .workloads import DTYPES
+from ..train.precision import DTYPES
 
 
 def encoder_step_flops(batch: int, n: int, d_model: int, n_layers: int, d_ff: int, exact_attention: bool) -> float:

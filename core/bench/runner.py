@@ -67,7 +67,7 @@ def run_isolated(ctx, spec: dict, mem_cap_gib: float, hard_timeout_s: float) -> 
 
 def over_cap(result: dict, mem_cap_gib: float) -> dict:
     """A run that finished between two watchdog samples but peaked past the cap counts as skipped."""
-    peak = max(result.get("fwd_peak_mib") or 0.0, result.get("fwdbwd_peak_mib") or 0.0)
+    peak = max(result.get("fwd_peak_MiB") or 0.0, result.get("fwdbwd_peak_MiB") or 0.0)
     if result.get("status") == "ok" and peak > mem_cap_gib * GIB:
         return {**result, "status": "skipped", "reason": f"extra peak {peak:.0f} MiB > memory cap {mem_cap_gib:g} GiB"}
     return result
@@ -93,7 +93,7 @@ def predicted_skip(history: list[dict], n: int, batch: int, mem_cap_gib: float, 
         bad = min(r["seq_len"] for r in history if r["status"] != "ok")
         return f"not run: N={bad} was already {[r for r in history if r['seq_len'] == bad][0]['status']}"
     ok = [r for r in history if r["status"] == "ok"]
-    mem = _extrapolate([(r["seq_len"], max(r["fwdbwd_peak_mib"], 1.0) / r["batch"]) for r in ok], n)
+    mem = _extrapolate([(r["seq_len"], max(r["fwdbwd_peak_MiB"], 1.0) / r["batch"]) for r in ok], n)
     if mem is not None and mem * batch > mem_cap_gib * GIB:
         return (f"predicted peak {mem * batch / GIB:.1f} GiB > memory cap {mem_cap_gib:g} GiB "
                 f"(from N<={ok[-1]['seq_len']})")
@@ -148,4 +148,4 @@ def format_progress(row: dict) -> str:
         return f"{head} {row['status']}: {row['reason']}"
     fwd = f"fwd {row['fwd_ms']:9.1f} ms " if "fwd_ms" in row else ""
     err = f" rel_err {row['rel_err']:.3g}" if row.get("rel_err") is not None else ""
-    return f"{head} {fwd}fwd+bwd {row['fwdbwd_ms']:9.1f} ms  peak {row['fwdbwd_peak_mib']:8.1f} MiB{err}"
+    return f"{head} {fwd}fwd+bwd {row['fwdbwd_ms']:9.1f} ms  peak {row['fwdbwd_peak_MiB']:8.1f} MiB{err}"

@@ -6,6 +6,7 @@ from typing import Callable
 
 import attrs
 
+from ..atomic import write_csv, write_json, write_text
 from . import machine, plan, report, targets
 from .runner import forkserver, run_isolated, run_rows
 from .settings import BenchSettings, validate
@@ -39,7 +40,7 @@ def summary_markdown(df, meta: dict, roof: dict, lines: list[dict], command: str
             parts.append(f"## {title}\n\n![time](time_{suite}.png) ![memory](memory_{suite}.png)\n\n"
                          + report.results_table(df, suite) + "\n")
     if lines:
-        parts.append("## Targets of issue 6\n\n" + report.md_table(
+        parts.append("## Cost targets\n\n" + report.md_table(
             ["target", "measured", "met"], [[t["target"], t["measured"], t["met"]] for t in lines]) + "\n")
     return "\n".join(parts)
 
@@ -103,8 +104,8 @@ def rerender(out: Path) -> dict:
 def write_outputs(out: Path, df, meta: dict, roof: dict, lines: list[dict], command: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "machine": out / "machine.json", "summary": out / "summary.md"}
-    report.write_csv(df, paths["csv"])
-    report.write_json({**meta, "roofline": roof, "targets": lines}, paths["machine"])
+    write_csv(paths["csv"], df, float_format=report.FLOAT_FORMAT)
+    write_json(paths["machine"], {**meta, "roofline": roof, "targets": lines})
     for suite in ("layer", "step"):
         for what in ("time", "memory"):
             path = out / f"{what}_{suite}.png"
@@ -113,5 +114,5 @@ def write_outputs(out: Path, df, meta: dict, roof: dict, lines: list[dict], comm
     flat = {k: v for k, v in meta.items() if not isinstance(v, dict)}
     flat["settings"] = meta.get("settings")
     flat["allocator_env"] = ", ".join(f"{k}={v or '(unset)'}" for k, v in meta["allocator_env"].items())
-    report.atomic_write(paths["summary"], summary_markdown(df, flat, roof, lines, command))
+    write_text(paths["summary"], summary_markdown(df, flat, roof, lines, command))
     return paths

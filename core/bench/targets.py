@@ -62,9 +62,9 @@ def peer_rows(df: pd.DataFrame) -> list[dict]:
                     continue
                 a, b = ok.loc[(label, n)], ok.loc[(peer, n)]
                 out.append({"label": label, "peer": peer, "seq_len": n, "speedup": b.fwdbwd_ms / a.fwdbwd_ms,
-                            "mem_ratio": a.fwdbwd_peak_mib / b.fwdbwd_peak_mib,
+                            "mem_ratio": a.fwdbwd_peak_MiB / b.fwdbwd_peak_MiB,
                             "effx_ms": a.fwdbwd_ms, "peer_ms": b.fwdbwd_ms,
-                            "effx_mib": a.fwdbwd_peak_mib, "peer_mib": b.fwdbwd_peak_mib})
+                            "effx_mib": a.fwdbwd_peak_MiB, "peer_mib": b.fwdbwd_peak_MiB})
     return out
 
 
@@ -111,7 +111,7 @@ def memory_slope(df: pd.DataFrame, label: str, lo: int = 2048, hi: int = 16384) 
     g = ok[(ok["label"] == label) & ok["seq_len"].between(lo, hi)]
     if len(g) < 2:
         return None
-    return float(np.polyfit(np.log(g["seq_len"]), np.log(g["fwdbwd_peak_mib"].clip(lower=1e-3)), 1)[0])
+    return float(np.polyfit(np.log(g["seq_len"]), np.log(g["fwdbwd_peak_MiB"].clip(lower=1e-3)), 1)[0])
 
 
 def roofline_rows(df: pd.DataFrame, roofline: dict | None, settings) -> list[dict]:
@@ -167,7 +167,7 @@ def cost_rules(df: pd.DataFrame, n: int = 512) -> list[dict]:
         rule = cost_rule(label)
         for ref in refs:
             dt = 1 - at.loc[label, "fwdbwd_ms"] / at.loc[ref, "fwdbwd_ms"]
-            dm = 1 - at.loc[label, "fwdbwd_peak_mib"] / at.loc[ref, "fwdbwd_peak_mib"]
+            dm = 1 - at.loc[label, "fwdbwd_peak_MiB"] / at.loc[ref, "fwdbwd_peak_MiB"]
             t_cut, m_cut = rule.min_time_reduction, rule.min_memory_reduction
             out.append({"label": label, "vs": ref, "time_cut": dt, "mem_cut": dm, "time_rule": t_cut,
                         "mem_rule": m_cut, "holds": bool(dt >= t_cut or dm >= m_cut)})

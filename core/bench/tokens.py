@@ -207,7 +207,7 @@ def run_tokens_bench(s: TokenSettings, out: Path, command: str,
                      echo: Callable[[str], None] = lambda line: None) -> dict[str, Path]:
     import os
 
-    from . import report
+    from ..atomic import write_json, write_text
     from .machine import cpu_model, load_average
 
     s = validate(s)
@@ -221,9 +221,9 @@ def run_tokens_bench(s: TokenSettings, out: Path, command: str,
     meta["load_end"] = load_average()
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "tokens.json", "summary": out / "tokens.md"}
-    report.write_json({"command": command, "settings": attrs.asdict(s), "lengths": stats, "machine": meta,
-                       "rows": rows}, paths["results"])
-    report.atomic_write(paths["summary"], summary(s, rows, stats, meta, command))
+    write_json(paths["results"], {"command": command, "settings": attrs.asdict(s), "lengths": stats,
+                                  "machine": meta, "rows": rows})
+    write_text(paths["summary"], summary(s, rows, stats, meta, command))
     return paths
 
 

@@ -75,16 +75,16 @@ def measure(spec: dict, conn) -> dict:
     meter = PeakMeter(spec["device"])
     conn.send(("baseline", meter.start()))
     work = build(spec)
-    row: dict = {"baseline_mib": meter.baseline}
+    row: dict = {"baseline_MiB": meter.baseline}
     if spec.get("forward", True):
         res, sample = phase(work.forward, spec, meter)
         if "skip" in res:
             return {**row, "status": "skipped", "reason": "forward " + res["skip"]}
-        row.update(fwd_ms=res["ms"], fwd_peak_mib=res["peak"])
+        row.update(fwd_ms=res["ms"], fwd_peak_MiB=res["peak"])
     res, _ = phase(work.train_step, spec, meter)
     if "skip" in res:
         return {**row, "status": "skipped", "reason": "forward+backward " + res["skip"]}
-    row.update(fwdbwd_ms=res["ms"], fwdbwd_peak_mib=res["peak"], timed_runs=res["runs"], status="ok", reason="")
+    row.update(fwdbwd_ms=res["ms"], fwdbwd_peak_MiB=res["peak"], timed_runs=res["runs"], status="ok", reason="")
     if spec.get("forward", True) and hasattr(work, "fidelity"):
         row["rel_err"], row["fidelity_ref"] = work.fidelity(sample)
     return row

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import effx
 from effx.components import SOFTMAX_REFERENCE
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from ..train.precision import DTYPES
 STEP_PEERS = {"hf-bert": ("transformers", None)}  # any installed version; recorded in machine.json
 
 

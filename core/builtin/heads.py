@@ -50,7 +50,7 @@ class ClassificationHead(Head):
 
 
 @attrs.frozen
-class MLMConfig:
+class MLMHeadConfig:
     activation: Literal["gelu", "relu"] = "gelu"
     tie_weights: bool = True
 
@@ -64,10 +64,10 @@ class MLMHead(Head):
     """
 
     name = "mlm"
-    Config = MLMConfig
+    Config = MLMHeadConfig
     task = "mlm"
 
-    def __init__(self, config: MLMConfig, ctx) -> None:
+    def __init__(self, config: MLMHeadConfig, ctx) -> None:
         super().__init__(config, ctx)
         self.dense = nn.Linear(ctx.d_model, ctx.d_model)
         self.ln = nn.LayerNorm(ctx.d_model, eps=ctx.layer_norm_eps)

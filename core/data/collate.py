@@ -1,7 +1,7 @@
 """Encoded examples and dynamic padding.
 
 Dynamic padding (the default) pads each batch only to its longest sequence; ``pad_to=N`` pads every
-batch to ``N`` (static padding, the baseline measured by ``python -m effx.data.padding_bench``).
+batch to ``N`` (static padding, the baseline measured by ``python benchmarks/padding_bench.py``).
 The attention mask follows ``effx.masks``: boolean, True = real token.
 """
 from __future__ import annotations

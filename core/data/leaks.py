@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..errors import EffxError
+from ..resources import SAMPLE_DIR
 from .sources import entries
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 EVAL_SPLITS = ("validation", "test")
 
 

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 from .baseline import BaselineConfig, make_config, run_baseline
-from .evaluate import evaluate, score
+from ..metrics import score
+from .evaluate import evaluate
 from .predict import PredictSummary, predict_file, read_texts
 from .report import Report, build_report
 from .sweep import SweepSpec, load_spec, plan, run_sweep

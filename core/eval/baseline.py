@@ -21,9 +21,9 @@ import numpy as np
 
 from ..config import DataConfig, dump_yaml, load_yaml, structure, to_dict
 from ..errors import ConfigError, EffxError
+from ..sysinfo import peak_memory, reset_peak_memory
 from ._io import write_json, write_text
 from ..metrics import score
-from .measure import peak_memory, reset_peak
 
 
 @attrs.frozen
@@ -178,13 +178,13 @@ def train_baseline(cfg: BaselineConfig, out: Path, root: Path, labels=None) -> d
     """Fit on the train split, score validation (and test if present), write the run files into ``out``."""
     import torch
 
-    reset_peak(torch.device("cpu"))  # this baseline's own peak, not that of earlier work in the process
+    reset_peak_memory(torch.device("cpu"))  # this baseline's own peak, not that of earlier work in the process
     splits = _splits(cfg, root, labels)
     names = [str(n) for n in (splits.label_names or sorted(set(splits.train["label"])))]
     t0 = time.perf_counter()
     pipe = fit(cfg, splits.train["text"], splits.train["label"])
     seconds = time.perf_counter() - t0
-    _, mem, kind = peak_memory(torch.device("cpu"))
+    mem, kind = peak_memory(torch.device("cpu"))
     tokens = _count_tokens(splits.train["text"])
     train, _ = _evaluate(pipe, splits.train, len(names))
     results = {"validation": _evaluate(pipe, splits.validation, len(names))[0]}

@@ -13,7 +13,6 @@ Inputs longer than ``data.max_length`` tokens are truncated and counted (``trunc
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,12 @@ import numpy as np
 
 from ..errors import EffxError
 from ..metrics import score
+from ..sysinfo import MEMORY_COLUMNS, peak_memory, reset_peak_memory
 from ..train.distributed import pick_device
 from ..train.precision import inference_dtype
+from ..train.runfiles import now_iso
 from ._io import read_json, write_json
 from .inference import predict_proba
-from .measure import peak_memory, reset_peak
 
 SPLITS = ("test", "validation")
 
@@ -137,10 +137,11 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
 
     ids, truncated = encode_with_stats(inf.tokenizer, list(texts), cfg.data.max_length)
     device = pick_device(cfg.train.device)
-    reset_peak(device)
+    reset_peak_memory(device)
     dtype = inference_dtype(cfg.train.dtype, device)  # bf16 for a bf16-trained model on bf16 hardware
     out = predict_proba(inf.model, ids, len(inf.label_names), cfg.train.eval_batch_size, device, dtype)
-    column, mem, kind = peak_memory(device)
+    mem, kind = peak_memory(device)
+    column = MEMORY_COLUMNS[kind]
     result = {"metrics": score(labels, out.probs, section=cfg.train.metrics), "n_examples": int(len(labels)),
               "data": scored_source(cfg, exp_dir.parent.parent, split, changed), "data_changed": changed,
               "truncated": int(truncated), "max_length": cfg.data.max_length,
@@ -148,7 +149,7 @@ def evaluate(exp: str, split: str = "test", ckpt: str = "best", root: str | Path
               "tokens_per_s": out.tokens_per_s, "texts_per_s": out.texts_per_s, "inference_dtype": out.dtype,
               "inference_s": out.seconds, column: mem, "mem_kind": kind,
               "memory_column": column, "device": str(device), "batch_size": cfg.train.eval_batch_size,
-              "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "evaluated_at": now_iso()}
     state = run_state(exp_dir, inf.checkpoint_path)
     result["run_status"] = state["run_status"]
     result["warnings"] = [w for w in [state.get("warning")] if w] + warnings

@@ -42,10 +42,10 @@ def _sync(device: torch.device) -> None:
 def predict_proba(model: torch.nn.Module, ids: Sequence[Sequence[int]], num_classes: int, batch_size: int,
                   device: torch.device, dtype: torch.dtype | None = None) -> Probabilities:
     """Softmax probabilities ``(n, C)`` for every sequence in ``ids``; ``dtype``: autocast dtype (None: fp32)."""
-    from ..train.precision import check_fp16
+    from ..train.precision import check_fp16, dtype_name
 
     device = torch.device(device)
-    check_fp16("fp16" if dtype == torch.float16 else "", device.type, key="inference dtype")
+    check_fp16(dtype_name(dtype), device.type, key="inference dtype")
     model.eval().to(device)
     collate = PadCollator()
     order = np.argsort([len(s) for s in ids], kind="stable")
@@ -65,4 +65,4 @@ def predict_proba(model: torch.nn.Module, ids: Sequence[Sequence[int]], num_clas
         seconds += time.perf_counter() - t0
         tokens += int(mask.sum())
         out[rows] = probs
-    return Probabilities(out, tokens, seconds, {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype])
+    return Probabilities(out, tokens, seconds, dtype_name(dtype))

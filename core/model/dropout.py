@@ -1,14 +1,11 @@
 """Dropout with a faster CPU mask.
 
-``torch.nn.functional.dropout`` draws its CPU mask with ``bernoulli_``, which the profiler showed
-taking 23 % of a 4-layer d=256 encoder training step at N=512, batch 32 (1.09 s of 4.66 s,
-`torch.profiler` on the 2-core CPU). CPU random numbers come from one serial mt19937 stream, so the
-cost is the number of draws: one int64 ``random_`` draw gives 63 uniform bits, cut here into four
-16-bit lanes, one keep decision each (16.8M decisions
-took 48.6 ms against 80.8 ms for two lanes of int32 draws and 123 ms for ``bernoulli_`` on the
-2-core CPU, ``python scripts/dropout_ab.py`` -> docs/bench/cpu-dropout-ab.md). The
-mask comes from the same global generator, so seeding, checkpoint recompute and resume behave as
-before. Other devices use PyTorch's dropout.
+``torch.nn.functional.dropout`` draws its CPU mask with ``bernoulli_``, one random draw per element.
+CPU random numbers come from one serial mt19937 stream, so the cost is the number of draws: one int64
+``random_`` draw gives 63 uniform bits, cut here into four 16-bit lanes, one keep decision each
+(measurements: docs/BENCHMARKS.md and ``python benchmarks/dropout_ab.py``). The mask comes from the
+same global generator, so seeding, checkpoint recompute and resume behave as before. Other devices
+use PyTorch's dropout.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import math
 import torch
 
 from ..components import AttentionContext, PositionMode, RelativeBias
-from .attention import B, DH, H, make, padding, qkv
+from .attention import DH, H, make, padding, qkv
 
 BIG = 1e3  # magnitude of the content written into hidden keys
 # scales of the fresh content written into hidden keys: a moderate one too, since a stabiliser that
@@ -119,7 +119,7 @@ def check_gradcheck(cls, config=None) -> None:
     for cfg in configs:
         att = cls(cfg, AttentionContext(n_heads=2, head_dim=4, max_seq_len=64, dropout=0.0, seed=0)).double().eval()
         for kwargs in _gradcheck_paths(cls, n):
-            ok = torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, **kwargs), _gradcheck_inputs(n),
+            ok = torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, **kwargs), _gradcheck_inputs(n),  # noqa: B023
                                           eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=False)
             assert ok, f"{cls.name}: gradient correctness violated (gradcheck failed for {cfg}, {sorted(kwargs)})"
 

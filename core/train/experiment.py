@@ -20,11 +20,10 @@ import yaml
 from ..config import ExperimentConfig, dump_yaml, load_yaml, parse_yaml, structure, to_dict
 from ..data.tokenizer import BYTE_VOCAB_SIZE
 from ..errors import ConfigError
+from ..resources import PACKAGE_ROOT, TEMPLATES
 from .paths import experiment_dir
 from .runfiles import atomic_write_text, now_iso
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
 FINETUNE_SECTIONS = ("seed", "head", "data", "train", "checkpoint", "logging")
 INHERITED_SECTIONS = ("model", "tokenizer", "mlm")
 SCRATCH_SECTIONS = ("model", "tokenizer")  # what a finetune without pretraining adds to FINETUNE_SECTIONS
@@ -182,7 +181,7 @@ def finetune_dict(raw: dict, registry, scratch: bool = False) -> dict:
 
 def fill_data_paths(raw: dict, root: Path) -> None:
     """Keep a relative data path if it exists under ``root``; else make it absolute if it exists under
-    the current directory or the effx source checkout (where the shipped sample lives). Lists of paths
+    the current directory or the installed effx package (where the shipped sample lives). Lists of paths
     and ``{path: ...}`` entries are handled path by path; glob patterns stay relative to ``root``."""
     data = raw.get("data")
     if not isinstance(data, dict):
@@ -202,7 +201,7 @@ def fill_data_paths(raw: dict, root: Path) -> None:
 def _filled(value: str, root: Path) -> str:
     if Path(value).expanduser().is_absolute() or (root / value).exists():
         return value
-    for base in (Path.cwd(), SOURCE_ROOT):
+    for base in (Path.cwd(), PACKAGE_ROOT):  # a template's data/sample/... is the shipped sample
         if (base / value).exists():
             return str((base / value).resolve())
     return value

@@ -19,8 +19,13 @@ import torch
 
 from ..errors import ConfigError
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # the one name -> dtype map
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """The config name of an autocast dtype (``None``: no autocast, fp32)."""
+    return "fp32" if dtype is None else next(k for k, v in DTYPES.items() if v == dtype)
 
 
 def check_fp16(dtype: str, device: str, key: str = "train.dtype") -> None:
@@ -71,7 +76,7 @@ class Precision:
         check_fp16(dtype, device.type)
         self.name = dtype
         self.device = device
-        self.dtype = _DTYPES[dtype]
+        self.dtype = DTYPES[dtype]
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
 
     def autocast(self):

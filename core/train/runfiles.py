@@ -19,14 +19,13 @@ import io
 import json
 import logging
 import math
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_bytes as atomic_write_bytes  # noqa: F401  (used across effx.train)
-from ..atomic import append_text
+from ..atomic import append_text, write_json  # noqa: F401  (write_json: used across effx.train)
 from ..atomic import write_text as atomic_write_text
 
 LEADING_COLUMNS = ("step", "epoch", "split", "loss", "lr")
@@ -47,10 +46,6 @@ STATUSES = ("running", "finished", "failed", "interrupted")
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def _cell(value: Any) -> Any:

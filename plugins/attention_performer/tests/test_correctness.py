@@ -97,7 +97,10 @@ PATHS = {  # name -> (config overrides, forward kwargs builder)
 }
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+SLOW_PATHS = {"relative-bias", "fused-eps0", "fused-padding"}  # float64 gradchecks of tens of seconds and more
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PATHS else p for p in PATHS])
 @pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
 def test_gradcheck_float64(cls, path):
     overrides, kwargs = PATHS[path]
@@ -110,6 +113,7 @@ def test_gradcheck_float64(cls, path):
     assert torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, **extra), (q, k, v), eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
+@pytest.mark.slow  # float64 gradcheck through the block path: minutes
 @pytest.mark.parametrize("eps", [0.0, 1.0])
 @pytest.mark.parametrize("cls", TYPES, ids=lambda c: c.name)
 def test_fused_blocks_and_online_key_stabiliser(cls, eps, monkeypatch):

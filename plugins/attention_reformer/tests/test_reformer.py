@@ -84,6 +84,7 @@ def test_plugin_is_installed_with_defaults():
         assert not entry.cls.exact
 
 
+@pytest.mark.slow  # the whole conformance suite again per chunking: tens of seconds each
 @pytest.mark.parametrize("cls,cfg", SMALL)
 def test_conformance_suite_with_many_chunks(cls, cfg):
     run_attention_checks(cls, cfg)

@@ -1,7 +1,6 @@
 """A throwaway third-party attention: linear attention with the elu(x)+1 feature map
 (Katharopoulos et al., ICML 2020), used to prove plugins need no change to effx core."""
 import attrs
-import torch
 import torch.nn.functional as F
 
 import effx
