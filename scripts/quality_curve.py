@@ -36,7 +36,7 @@ def arm(root: Path, ft: Path) -> dict:
     if pre_name:
         pre_cfg = yaml.safe_load((root / "pretrain" / pre_name / "resolved_config.yaml").read_text())
         pre_epochs = pre_cfg["train"]["epochs"]
-    return {"name": ft.name, "pretrain": pre_name, "pretrain_epochs": pre_epochs, "pretrain_wall_s": pre_wall,
+    return {"name": ft.name, "finetune_epochs": resolved["train"]["epochs"], "pretrain": pre_name, "pretrain_epochs": pre_epochs, "pretrain_wall_s": pre_wall,
             "finetune_wall_s": float(metrics["wall_s"].max()), "curve": val, "test": test}
 
 
@@ -49,6 +49,7 @@ def plot(arms: list[dict], base: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for a in arms:
         label = f"{a['pretrain_epochs']} pretraining epochs" if a["pretrain"] else "no pretraining"
+        label += f", {a['finetune_epochs']} finetune epoch{'s' if a['finetune_epochs'] > 1 else ''}"
         x = (a["pretrain_wall_s"] + a["curve"]["wall_s"]) / 60
         ax.plot(x, a["curve"]["macro_F1"], marker="o", ms=3, label=f"effx, {label}")
     ax.axhline(base["validation"]["metrics"]["macro_F1"], color="grey", ls="--", label="TF-IDF+LR")
@@ -62,22 +63,22 @@ def plot(arms: list[dict], base: dict, out: Path) -> None:
 
 
 def table(arms: list[dict], base: dict) -> str:
-    rows = ["| system | pretraining | pretraining wall (s) | finetune wall (s) | total wall (s) | "
-            "best validation macro-F1 | test macro-F1 | test accuracy |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| system | pretraining | finetune epochs | pretraining wall (s) | finetune wall (s) | total wall (s) | "
+            "best validation macro-F1 | test macro-F1 | test accuracy |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for a in arms:
         pre = f"{a['pretrain_epochs']} epochs ({a['pretrain']})" if a["pretrain"] else "none"
         total = a["pretrain_wall_s"] + a["finetune_wall_s"]
-        rows.append(f"| effx {a['name']} | {pre} | {a['pretrain_wall_s']:.0f} | {a['finetune_wall_s']:.0f} | {total:.0f} | "
+        rows.append(f"| effx {a['name']} | {pre} | {a['finetune_epochs']} | {a['pretrain_wall_s']:.0f} | {a['finetune_wall_s']:.0f} | {total:.0f} | "
                     f"{a['curve']['macro_F1'].max():.4f} | {a['test']['macro_F1']:.4f} | {a['test']['accuracy']:.4f} |")
     t = base["test"]["metrics"]
-    rows.append(f"| TF-IDF+LR | none | | | | {base['validation']['metrics']['macro_F1']:.4f} | "
+    rows.append(f"| TF-IDF+LR | none | | | | | {base['validation']['metrics']['macro_F1']:.4f} | "
                 f"{t['macro_F1']:.4f} | {t['accuracy']:.4f} |")
     return "\n".join(rows) + "\n"
 
 
 def main(root: Path) -> None:
     arms = sorted((arm(root, ft) for ft in (root / "finetune").iterdir() if (ft / "eval.json").exists()),
-                  key=lambda a: (a["pretrain_epochs"] or 0))
+                  key=lambda a: (a["pretrain_epochs"] or 0, a["name"]))
     base = baseline(root)
     plot(arms, base, root / "quality_curve.png")
     (root / "quality.md").write_text(table(arms, base))
