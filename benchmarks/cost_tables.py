@@ -244,7 +244,7 @@ def peer_speedups(folder: Path) -> dict[tuple[str, int], dict]:
             if lab == label and (peer, n) in df.index:
                 a, b = df.loc[(label, n)], df.loc[(peer, n)]
                 out[(label, n)] = {"peer": peer, "effx_ms": a.fwdbwd_ms, "peer_ms": b.fwdbwd_ms,
-                                   "speedup": b.fwdbwd_ms / a.fwdbwd_ms, "mem": a.fwdbwd_peak_mib / b.fwdbwd_peak_mib}
+                                   "speedup": b.fwdbwd_ms / a.fwdbwd_ms, "mem": a.fwdbwd_peak_MiB / b.fwdbwd_peak_MiB}
     return out
 
 

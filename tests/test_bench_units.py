@@ -194,7 +194,7 @@ def _short_rows(fwd_perf: float = 3.0):
     for n in (128, 256):
         for label, fwd, fb, exact in [("sdpa[fused]", 2.0, 6.0, True), ("performer_favor", fwd_perf, 4.0, False)]:
             rows.append({"suite": "layer", "label": label, "source": "effx", "exact": exact, "seq_len": n, "batch": 1,
-                         "fwd_ms": fwd, "fwdbwd_ms": fb, "fwdbwd_peak_mib": n / 8, "status": "ok"})
+                         "fwd_ms": fwd, "fwdbwd_ms": fb, "fwdbwd_peak_MiB": n / 8, "status": "ok"})
     return frame(rows)
 
 

@@ -46,7 +46,7 @@ def tokens(root: Path, vs: dict[str, float]) -> None:
 def layer(folder: Path, ms: dict[str, float], roofline: float = 240.0, threads: int = 1) -> None:
     stamps(folder)
     rows = [{"suite": "layer", "label": lab, "seq_len": 16384, "batch": 1, "status": "ok", "fwdbwd_ms": t,
-             "fwdbwd_peak_mib": 100.0} for lab, t in ms.items()]
+             "fwdbwd_peak_MiB": 100.0} for lab, t in ms.items()]
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     (folder / "machine.json").write_text(json.dumps({
         "command": "effx bench --mode layer", "peers": {}, "settings": {"heads": 4, "head_dim": 64, "threads": threads},
