@@ -54,7 +54,7 @@ def test_init_writes_full_config_and_refuses_overwrite(env):
     one_line_error(invoke("init", "--exp", "a"), "already exists", "--force")
     assert invoke("init", "--exp", "a", "--force", "--set", "train.optimizer.lr=3e-4").exit_code == 0
     cfg = yaml.safe_load((root / "pretrain" / "a" / "config.yaml").read_text())
-    assert cfg["train"]["optimizer"]["lr"] == 3e-4 and cfg["model"]["d_model"] == 128  # template default again
+    assert cfg["train"]["optimizer"]["lr"] == 3e-4 and cfg["model"]["d_model"] == 256  # template default again
 
 
 def test_init_default_template_points_at_shipped_sample(env):
@@ -65,7 +65,7 @@ def test_init_default_template_points_at_shipped_sample(env):
     assert invoke("init", "-exp", "f", "--finetune").exit_code == 0
     ft = yaml.safe_load((root / "finetune" / "f" / "config.yaml").read_text())
     assert list(ft) == ["seed", "head", "data", "train", "checkpoint", "logging"]
-    assert ft["head"] == {"type": "classification", "num_classes": 4, "pooling": "cls", "dropout": 0.1}
+    assert ft["head"] == {"type": "classification", "num_classes": 4, "pooling": "mean", "dropout": 0.1}
 
 
 def test_init_switching_component_type_drops_old_fields(env):

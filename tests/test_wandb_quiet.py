@@ -10,6 +10,9 @@ from effx.train.wandb_log import WandbLogger  # noqa: E402
 
 
 def _one_run(tmp_path, monkeypatch, capfd, silent_env):
+    import wandb
+
+    wandb.teardown()  # a fresh W&B process-wide setup, as in a new `effx` command (earlier tests may have made one)
     monkeypatch.setenv("WANDB_MODE", "offline")
     if silent_env is None:
         monkeypatch.delenv("WANDB_SILENT", raising=False)
