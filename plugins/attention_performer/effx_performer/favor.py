@@ -5,9 +5,9 @@ with positive orthogonal random features ``phi`` (:mod:`effx_performer.features`
 time and O(N M) memory for ``M = nb_features``. Output = numerator / normaliser, both from one
 contraction against ``[V, 1]``.
 
-* ``key_padding_mask``: exact in linear time - a padded key has feature weight exactly 0 and its
-  ``[v, 1]`` row is zeroed, so it enters neither numerator nor normaliser; it is also excluded from
-  the key stabiliser (max).
+* ``key_padding_mask``: exact in linear time - a padded key's ``[v, 1]`` row is zeroed, so it
+  enters neither numerator nor normaliser (its feature weight is also driven to 0, or to the fused
+  core's floor ``e^-60``); it is also excluded from the key stabiliser (max).
 * dense ``attn_mask``: honoured exactly by a quadratic fallback that builds the kernel matrix
   ``phi(Q) phi(K)^T`` ``[B, H, N, N]`` and zeroes masked entries; a one-time warning states the cost.
 * relative-position bias ``[H, 2N-1]``: the kernel is multiplied by ``exp(b(i - j))`` and evaluated
