@@ -211,6 +211,9 @@ class Attention(_Resettable, nn.Module):
     bench_peers: ClassVar[tuple[BenchPeer, ...]] = ()
     # bench target: faster (forward + backward) than each exact attention's default path from this N on
     break_even_target: ClassVar[int | None] = None
+    # a default of its kind: a config that names no attention gets the installed one of lowest rank
+    # (None: never chosen by default); see effx.defaults
+    default_rank: ClassVar[int | None] = None
 
     @classmethod
     def family_name(cls) -> str:
@@ -261,6 +264,9 @@ class PositionalEncoding(_Resettable, nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type] = EmptyConfig
     mode: ClassVar[PositionMode]
+    # a default of its kind: a config that names no positional encoding gets the lowest-rank one its
+    # attention applies exactly (None: never chosen by default); see effx.defaults
+    default_rank: ClassVar[int | None] = None
 
     def __init__(self, config: Any, ctx: PositionalContext) -> None:
         super().__init__()

@@ -55,6 +55,12 @@ class HeadSpec(ComponentSpec):
     kind: typing.ClassVar[str] = "head"
 
 
+def _defaults():
+    from . import defaults  # imported late: it reads the plugin registry, which imports this module
+
+    return defaults
+
+
 # ----------------------------------------------------------------------------- sections
 @attrs.frozen
 class ModelConfig:
@@ -73,8 +79,11 @@ class ModelConfig:
     layer_norm_eps: float = attrs.field(default=1e-5, validator=greater_than(0))
     max_seq_len: int = attrs.field(default=512, validator=at_least(1))
     gradient_checkpointing: bool = False
-    attention: AttentionSpec = AttentionSpec("sdpa")
-    positional: PositionalSpec = PositionalSpec("sin")
+    # unnamed: the components the installed plugins declare as defaults (effx.defaults)
+    attention: AttentionSpec = attrs.field(factory=lambda: AttentionSpec(_defaults().default_attention()))
+    positional: PositionalSpec = attrs.field(
+        default=attrs.Factory(lambda self: PositionalSpec(_defaults().default_positional(self.attention.type)),
+                              takes_self=True))
 
     def __attrs_post_init__(self) -> None:
         if self.d_model % self.n_heads:

@@ -76,7 +76,7 @@ def test_components_receive_only_their_own_config(reg):
     model = effx.build_model(cfg.model, cfg.head, reg)
     att = model.encoder.blocks[0].attn.attention
     assert type(att.config).__name__ == "SDPAConfig" and att.ctx.head_dim == 16
-    assert not hasattr(att, "model") and type(model.encoder.positional.config).__name__ == "SinConfig"
+    assert not hasattr(att, "model") and type(model.encoder.positional.config).__name__ == "RelativeConfig"  # the declared default
 
 
 def test_bad_yaml_is_one_line(tmp_path, reg):

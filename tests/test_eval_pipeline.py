@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -29,31 +30,16 @@ OTHER = "performer_favor" if "performer_favor" in load_registry().names("attenti
 OTHER_PARAMS = "model.attention.nb_features: 16" if OTHER == "performer_favor" else "model.attention.impl: explicit"
 DATA = ["data.max_length=64", "data.validation=null", "data.max_train_samples=240", "data.max_eval_samples=80",
         "train.epochs=1", "train.batch_size=32", "logging.progress_bar=false"]
-SPEC = f"""
-name: t
-fixed:
-  model.d_model: 32
-  model.n_layers: 1
-  model.n_heads: 2
-  model.d_ff: 64
-  model.vocab_size: 400
-  tokenizer.vocab_size: 400
-  model.max_seq_len: 64
-  data.max_length: 64
-  data.validation: null        # carved from train with the seed: the baseline must match it
-  data.max_train_samples: 240
-  data.max_eval_samples: 80
-  train.epochs: 1
-  train.batch_size: 32
-  logging.progress_bar: false
-  finetune.train.epochs: 2
-grid:
-  finetune.seed: [0, 1]
-variants:
-  - {{model.attention.type: sdpa}}
-  - {{model.attention.type: {OTHER}, {OTHER_PARAMS}}}
-eval_splits: [validation]
-"""
+
+
+def spec_text(tiny_fixed) -> str:
+    """Two types x two finetune seeds of a tiny model, 2 finetune epochs."""
+    other = {"model.attention.type": OTHER, **yaml.safe_load(OTHER_PARAMS)}
+    return yaml.safe_dump({"name": "t", "fixed": {**tiny_fixed(240, 80), "finetune.train.epochs": 2},
+                           "grid": {"finetune.seed": [0, 1]},
+                           "variants": [{"model.attention.type": "sdpa"}, other], "eval_splits": ["validation"]})
+
+
 SDPA_FT = ["t-s0-sdpa", "t-s1-sdpa"]
 OTHER_FT = [f"t-s0-{OTHER}-16", f"t-s1-{OTHER}-16"] if OTHER == "performer_favor" else ["t-s0-sdpa-explicit", "t-s1-sdpa-explicit"]
 
@@ -64,12 +50,12 @@ def sweep(spec: Path, root: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
+def root(tmp_path_factory, tiny_fixed) -> Path:
     from effx.train import TrainingFailed, init_experiment, run_finetune
 
     base = tmp_path_factory.mktemp("runs")
     spec = base / "spec.yaml"
-    spec.write_text(SPEC)
+    spec.write_text(spec_text(tiny_fixed))
     res = sweep(spec, base / "root")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "started t-pre-sdpa" in res.stdout and "[2/2 done] finished" in res.stdout  # per-job progress

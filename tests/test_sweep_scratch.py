@@ -10,35 +10,16 @@ import yaml
 
 from effx.eval.sweep import load_spec, plan, run_job
 
-SPEC = """
-name: z
-baseline: false
-fixed:
-  model.d_model: 32
-  model.n_layers: 1
-  model.n_heads: 2
-  model.d_ff: 64
-  model.vocab_size: 400
-  tokenizer.vocab_size: 400
-  model.max_seq_len: 64
-  data.max_length: 64
-  data.validation: null
-  data.max_train_samples: 120
-  data.max_eval_samples: 40
-  train.epochs: 1
-  train.batch_size: 32
-  logging.progress_bar: false
-  logging.wandb.mode: disabled
-  pretrain.train.max_steps: 0
-eval_splits: [validation]
-"""
+def spec_text(tiny_fixed) -> str:
+    fixed = {**tiny_fixed(120, 40), "logging.wandb.mode": "disabled", "pretrain.train.max_steps": 0}
+    return yaml.safe_dump({"name": "z", "baseline": False, "fixed": fixed, "eval_splits": ["validation"]})
 
 
 @pytest.mark.slow
-def test_scratch_job_trains_the_finetune_without_any_pretraining(tmp_path, monkeypatch):
+def test_scratch_job_trains_the_finetune_without_any_pretraining(tmp_path, monkeypatch, tiny_fixed):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     spec_path = tmp_path / "z.yaml"
-    spec_path.write_text(SPEC)
+    spec_path.write_text(spec_text(tiny_fixed))
     spec, spec_dir = load_spec(spec_path)
     (job,) = plan(spec)
     root = tmp_path / "root"

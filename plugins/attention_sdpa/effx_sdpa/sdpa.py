@@ -64,6 +64,7 @@ def _flash_kernel():
 
 class SDPAttention(effx.Attention):
     name = "sdpa"
+    default_rank = 0  # the attention of a config that names none
     Config = SDPAConfig
     capabilities = effx.AttentionCapabilities()
     exact = True

@@ -43,6 +43,7 @@ def bucket(rel: torch.Tensor, num_buckets: int, max_distance: int, bidirectional
 
 class RelativePositional(effx.PositionalEncoding):
     name = "relative"
+    default_rank = 0  # first choice of a config that names no positional encoding
     Config = RelativeConfig
     mode = effx.PositionMode.RELATIVE_BIAS
 

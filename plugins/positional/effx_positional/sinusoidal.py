@@ -48,6 +48,7 @@ def matched_scale(embedding_std: float) -> float:
 
 class SinusoidalPositional(effx.PositionalEncoding):
     name = "sin"
+    default_rank = 1  # the default where an attention cannot apply a relative bias exactly
     Config = SinConfig
     mode = effx.PositionMode.ADDITIVE
 

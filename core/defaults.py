@@ -1,0 +1,54 @@
+"""Which component a config gets when it names none: the plugins declare it, core knows no names.
+
+A component class declares ``default_rank`` (an int; lower wins; None = never a default). A config
+without ``model.attention`` gets the installed attention of lowest rank; one without
+``model.positional`` gets the lowest-rank positional encoding that its attention supports and
+applies exactly (a relative bias counts as exact where the attention's ``rel_bias_tolerance`` is
+exact-attention tight), else the lowest-rank one it supports at all.
+"""
+from __future__ import annotations
+
+from .components import PositionMode
+from .errors import ConfigError
+
+EXACT_TOLERANCE = 1e-4  # rel_bias_tolerance of an attention that applies a relative bias exactly
+
+
+def _ranked(kind: str, registry) -> list:
+    """The classes of ``kind`` that declare a ``default_rank``, lowest rank first (then by name)."""
+    entries = [e for e in registry.entries[kind].values() if getattr(e.cls, "default_rank", None) is not None]
+    return [e.cls for e in sorted(entries, key=lambda e: (e.cls.default_rank, e.name))]
+
+
+def _none_declared(kind: str, path: str, registry) -> ConfigError:
+    installed = ", ".join(registry.names(kind)) or "none"
+    return ConfigError(f"{path}: no installed {kind} plugin declares itself a default; set {path}.type "
+                       f"(installed: {installed})")
+
+
+def default_attention(registry=None) -> str:
+    """Name of the attention a config gets when it names none."""
+    from .plugins import load_registry
+
+    registry = registry or load_registry()
+    ranked = _ranked("attention", registry)
+    if not ranked:
+        raise _none_declared("attention", "model.attention", registry)
+    return ranked[0].name
+
+
+def _applies_exactly(att_cls: type, mode: PositionMode) -> bool:
+    return mode is not PositionMode.RELATIVE_BIAS or att_cls.rel_bias_tolerance <= EXACT_TOLERANCE
+
+
+def default_positional(attention: str, registry=None) -> str:
+    """Name of the positional encoding a config with attention ``attention`` gets when it names none."""
+    from .plugins import load_registry
+
+    registry = registry or load_registry()
+    att_cls = registry.get("attention", attention, "model.attention.type").cls
+    supported = [c for c in _ranked("positional", registry) if c.mode in att_cls.capabilities.positional]
+    if not supported:
+        raise _none_declared("positional", "model.positional", registry)
+    exact = [c for c in supported if _applies_exactly(att_cls, c.mode)]
+    return (exact or supported)[0].name
