@@ -30,6 +30,8 @@ from test_train_helpers import ENV, ft_sets, losses, make_data, rows, set_env, t
 from effx.train import checkpoint as ckpt  # noqa: E402
 from effx.train import init_experiment, run_finetune, run_pretrain  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses killed and restarted: minutes in all (full suite / CI only)
+
 EFFX = [shutil.which("effx")] if shutil.which("effx") else [sys.executable, "-m", "effx_cli.main"]
 STEPS = 8
 

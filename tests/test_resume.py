@@ -16,6 +16,8 @@ from test_train_helpers import effx_cmd, losses, make_data, rows, run_effx, set_
 
 from effx.train import init_experiment, run_pretrain  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses killed and restarted: minutes in all (full suite / CI only)
+
 STEPS = 28
 
 
