@@ -2,17 +2,14 @@
 
 A component class declares ``default_rank`` (an int; lower wins; None = never a default). A config
 without ``model.attention`` gets the installed attention of lowest rank; one without
-``model.positional`` gets the lowest-rank positional encoding that its attention supports and
-applies exactly (a relative bias counts as exact where the attention's ``rel_bias_tolerance`` is
-exact-attention tight), else the lowest-rank one it supports at all.
+``model.positional`` gets the lowest-rank positional encoding that its attention supports. The
+choice does not prefer encodings an attention applies exactly: two configs that differ only in
+``model.attention.type`` then differ only in the attention (and are compared in one report group)
+wherever both support the first-ranked encoding.
 """
 from __future__ import annotations
 
-from .components import PositionMode
 from .errors import ConfigError
-
-EXACT_TOLERANCE = 1e-4  # rel_bias_tolerance of an attention that applies a relative bias exactly
-
 
 def _ranked(kind: str, registry) -> list:
     """The classes of ``kind`` that declare a ``default_rank``, lowest rank first (then by name)."""
@@ -37,10 +34,6 @@ def default_attention(registry=None) -> str:
     return ranked[0].name
 
 
-def _applies_exactly(att_cls: type, mode: PositionMode) -> bool:
-    return mode is not PositionMode.RELATIVE_BIAS or att_cls.rel_bias_tolerance <= EXACT_TOLERANCE
-
-
 def default_positional(attention: str, registry=None) -> str:
     """Name of the positional encoding a config with attention ``attention`` gets when it names none."""
     from .plugins import load_registry
@@ -50,5 +43,4 @@ def default_positional(attention: str, registry=None) -> str:
     supported = [c for c in _ranked("positional", registry) if c.mode in att_cls.capabilities.positional]
     if not supported:
         raise _none_declared("positional", "model.positional", registry)
-    exact = [c for c in supported if _applies_exactly(att_cls, c.mode)]
-    return (exact or supported)[0].name
+    return supported[0].name

@@ -46,7 +46,8 @@ class ApproximateBias(effx.Attention):
 def test_in_repo_plugins_declare_the_defaults():
     cfg = ModelConfig()
     assert (cfg.attention.type, cfg.positional.type) == ("sdpa", "relative")
-    assert ModelConfig(attention=AttentionSpec("performer_favor")).positional.type == "sin"  # bias only approximate
+    # the same encoding for every attention that supports it: changing the attention changes nothing else
+    assert ModelConfig(attention=AttentionSpec("performer_favor")).positional.type == "relative"
 
 
 def test_yaml_without_components_gets_the_declared_defaults():
@@ -55,13 +56,13 @@ def test_yaml_without_components_gets_the_declared_defaults():
     cfg = structure({"d_model": 32, "n_heads": 2}, ModelConfig, root="model")
     assert (cfg.attention.type, cfg.positional.type) == ("sdpa", "relative")
     cfg = structure({"attention": {"type": "reformer_lsh"}}, ModelConfig, root="model")
-    assert cfg.positional.type == "sin"
+    assert cfg.positional.type == "relative"
 
 
 def test_positional_default_follows_what_the_attention_supports():
     reg = _registry(AdditiveOnly, ApproximateBias)
     assert default_positional("toy_additive_only", reg) == "sin"  # relative is ranked first but unsupported
-    assert default_positional("toy_approximate_bias", reg) == "sin"  # supported, applied only approximately
+    assert default_positional("toy_approximate_bias", reg) == "relative"
     assert default_positional("sdpa", reg) == "relative"
 
 

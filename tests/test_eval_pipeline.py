@@ -37,7 +37,8 @@ def spec_text(tiny_fixed) -> str:
     other = {"model.attention.type": OTHER, **yaml.safe_load(OTHER_PARAMS)}
     return yaml.safe_dump({"name": "t", "fixed": {**tiny_fixed(240, 80), "finetune.train.epochs": 2},
                            "grid": {"finetune.seed": [0, 1]},
-                           "variants": [{"model.attention.type": "sdpa"}, other], "eval_splits": ["validation"]})
+                           "variants": [{"model.attention.type": "sdpa"}, other], "eval_splits": ["validation"]},
+                          sort_keys=False)  # order matters: finetune.train.epochs overrides train.epochs
 
 
 SDPA_FT = ["t-s0-sdpa", "t-s1-sdpa"]

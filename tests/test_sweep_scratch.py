@@ -12,7 +12,7 @@ from effx.eval.sweep import load_spec, plan, run_job
 
 def spec_text(tiny_fixed) -> str:
     fixed = {**tiny_fixed(120, 40), "logging.wandb.mode": "disabled", "pretrain.train.max_steps": 0}
-    return yaml.safe_dump({"name": "z", "baseline": False, "fixed": fixed, "eval_splits": ["validation"]})
+    return yaml.safe_dump({"name": "z", "baseline": False, "fixed": fixed, "eval_splits": ["validation"]}, sort_keys=False)
 
 
 @pytest.mark.slow

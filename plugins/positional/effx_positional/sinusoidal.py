@@ -48,7 +48,7 @@ def matched_scale(embedding_std: float) -> float:
 
 class SinusoidalPositional(effx.PositionalEncoding):
     name = "sin"
-    default_rank = 1  # the default where an attention cannot apply a relative bias exactly
+    default_rank = 1  # the default where an attention does not support a relative bias
     Config = SinConfig
     mode = effx.PositionMode.ADDITIVE
 
