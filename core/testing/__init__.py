@@ -11,6 +11,7 @@ Each check raises ``AssertionError`` with a message naming the failed property. 
 suite runs every check over every registered attention and positional type.
 """
 from .attention import attention_checks, run_attention_checks
+from .long_sequence import long_sequence_step
 from .positional import positional_checks, run_positional_checks
 
-__all__ = ["attention_checks", "run_attention_checks", "positional_checks", "run_positional_checks"]
+__all__ = ["attention_checks", "run_attention_checks", "long_sequence_step", "positional_checks", "run_positional_checks"]
