@@ -226,14 +226,19 @@ def roofline_section(root: Path) -> str:
         achieved = gflop / (r.fwdbwd_ms / 1000)
         rows.append([r.seq_len, r.batch, f"{gflop:.1f}", f"{r.fwdbwd_ms:.0f}", f"{achieved:.0f}", f"{roof:.0f}",
                      f"{achieved / roof:.1%}", met(achieved / roof >= GOALS["roofline"])])
-    return "\n\n".join([
+    return section(
         "### Performer (performer_favor) fwd+bwd against the matmul roofline", caption(folder, meta["command"]),
         f"{meta['settings']['heads']} heads x {meta['settings']['head_dim']}, fp32, {m} features (the default); "
         f"matmul FLOPs counted analytically (feature maps of q and k, K'^T V, Q'(K'^T V); backward = 2x forward); "
         f"roofline = best-of-5 {meta['roofline']['roofline_size']}^3 fp32 matmul measured in the same run "
         f"({meta['roofline'].get('threads', '?')} thread(s)).",
-        md_table(["N", "B", "GFLOP", "fwd+bwd ms", "achieved GFLOP/s", "roofline GFLOP/s", "of roofline",
-                  f">= {GOALS['roofline']:.0%}"], rows)])
+        ["N", "B", "GFLOP", "fwd+bwd ms", "achieved GFLOP/s", "roofline GFLOP/s", "of roofline",
+         f">= {GOALS['roofline']:.0%}"], rows)
+
+
+def section(title: str, cap: str, text: str, header: list[str], rows: list[list]) -> str:
+    """One report section: heading, the command and load caption, an explanation and the table."""
+    return "\n\n".join([title, cap, text, md_table(header, rows)])
 
 
 def peer_speedups(folder: Path) -> dict[tuple[str, int], dict]:
@@ -272,14 +277,14 @@ def peers_section(root: Path, reference: Path) -> str:
                      drift_verdict(drift) if old else "—"])
     missing_peers = sorted({"performer-pytorch", "reformer-pytorch"} - {r["peer"] for r in now.values()})
     note = f" Not measured (peer not installed): {', '.join(missing_peers)}." if missing_peers else ""
-    return "\n\n".join([
+    return section(
         "### Attention layer fwd+bwd against performer-pytorch / reformer-pytorch", caption(folder, meta["command"]),
         f"B=1, {meta['settings']['heads']} x {meta['settings']['head_dim']}, fp32; peers {meta.get('peers', {})}. "
         f"Reference: `{reference}` ({_json(reference / 'machine.json')['settings']['threads'] if ref else '?'} "
         f"thread(s)); 'change' = this run's speed-up over the reference's; the bar is within "
         f"{GOALS['peer_drift']:.0%} (a larger drop fails; a larger gain is marked as such).{note}",
-        md_table(["pair", "N", "effx ms", "peer ms", "speed-up (peer / effx)", "memory effx / peer",
-                  "reference speed-up", "change", f"within {GOALS['peer_drift']:.0%}"], rows)])
+        ["pair", "N", "effx ms", "peer ms", "speed-up (peer / effx)", "memory effx / peer",
+         "reference speed-up", "change", f"within {GOALS['peer_drift']:.0%}"], rows)
 
 
 # ----------------------------------------------------------------------------- main
