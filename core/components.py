@@ -265,7 +265,7 @@ class PositionalEncoding(_Resettable, nn.Module):
     Config: ClassVar[type] = EmptyConfig
     mode: ClassVar[PositionMode]
     # a default of its kind: a config that names no positional encoding gets the lowest-rank one its
-    # attention applies exactly (None: never chosen by default); see effx.defaults
+    # attention supports (None: never chosen by default); see effx.defaults
     default_rank: ClassVar[int | None] = None
 
     def __init__(self, config: Any, ctx: PositionalContext) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from .errors import ConfigError
 
+
 def _ranked(kind: str, registry) -> list:
     """The classes of ``kind`` that declare a ``default_rank``, lowest rank first (then by name)."""
-    entries = [e for e in registry.entries[kind].values() if getattr(e.cls, "default_rank", None) is not None]
+    entries = [e for e in registry.entries[kind].values() if e.cls.default_rank is not None]
     return [e.cls for e in sorted(entries, key=lambda e: (e.cls.default_rank, e.name))]
 
 
