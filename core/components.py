@@ -195,7 +195,7 @@ class Attention(_Resettable, nn.Module):
     Config: ClassVar[type] = EmptyConfig
     capabilities: ClassVar[AttentionCapabilities] = AttentionCapabilities()
     exact: ClassVar[bool] = False  # True if output equals softmax attention up to rounding
-    # True if which keys a query compares depends on key content (e.g. LSH buckets): then a key hidden
+    # True if which keys a query compares depends on key content (e.g. keys hashed into buckets): then a key hidden
     # from some queries only may still change other keys' routing (effx.testing relaxes that check)
     content_routed: ClassVar[bool] = False
     # relative error vs exact attention with the same dense relative bias that effx.testing allows

@@ -44,10 +44,11 @@ def _step(att_type: str, n: int, positional: str, padded: int) -> dict:
             "nonzero": bool(model.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0)}
 
 
-def long_sequence_step(att_type: str, n: int = 16384, positional: str = "rope", padded: int = 1000,
+def long_sequence_step(att_type: str, positional: str, n: int = 16384, padded: int = 1000,
                        timeout: float = 600) -> dict:
-    """Run :func:`_step` in a fresh interpreter and return its row (``seconds``, ``peak_rss_mib``,
-    ``step_peak_mib``, ``finite``, ``nonzero``); raises ``AssertionError`` with the child's stderr if it fails."""
+    """Run :func:`_step` (positional encoding ``positional``, a registered name) in a fresh interpreter and
+    return its row (``seconds``, ``peak_rss_mib``, ``step_peak_mib``, ``finite``, ``nonzero``);
+    raises ``AssertionError`` with the child's stderr if it fails."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     res = subprocess.run([sys.executable, "-m", "effx.testing.long_sequence", att_type, str(n), positional, str(padded)],
                          capture_output=True, text=True, env=env, timeout=timeout)
