@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 SPEC=$1 DEST=$2; shift 2
 ROOT=${EFFX_ROOT:-runs/study}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 WANDB_MODE=offline
-collect() { python scripts/collect_runs.py "$ROOT" "$DEST" --commit "study: runs finished so far ($1) - small files under $DEST"; }
+NAME=$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["name"])' "$SPEC")
+collect() { python scripts/collect_runs.py "$ROOT" "$DEST" --prefix "$NAME-" --commit "study: runs finished so far ($1) - small files under $DEST"; }
 ( while sleep 120; do collect watch > /dev/null 2>&1; done ) &
 WATCH=$!
 trap 'kill $WATCH 2>/dev/null' EXIT
