@@ -219,7 +219,8 @@ COLUMNS = ["config_id", "family", "variant", "attention_type", "attention_params
            "seeds", "n_failed", "macro_F1_best", "macro_F1_mean", "macro_F1_std", "macro_F1_spread", "accuracy_mean",
            "weighted_F1_mean", "AUROC_mean", "time_per_epoch_s", "train_tokens_per_s", "infer_tokens_per_s",
            "max_gpu_mem_MiB", "peak_rss_MiB", "status", "failed_experiments", "wnf_vs_baseline", "wnf_vs_exact", "wnf_cost", "wnf_seeds",
-           "wnf_spread", "wnf_no_failures", "PASS_WNF", "experiments"]
+           "wnf_spread", "wnf_no_failures", "PASS_WNF", "experiments", "target_macro_F1", "time_to_target_s",
+           "pretrain_wall_s", "time_to_target_total_s", "target_reached"]
 
 
 class _Imgs(HTMLParser):
@@ -273,6 +274,9 @@ def test_results_csv_every_column_and_seed_grouping(root, report):
     assert df[df["attention_type"] == OTHER].iloc[-1]["num_parameters"] > 0
     base = df[df["family"] == "TF-IDF+LR"].iloc[0]
     assert base["n_seeds"] == 2 and base["PASS_WNF"] == "n.a." and math.isnan(base["seq_len"])
+    sdpa = df[df["experiments"] == " ".join(sorted(SDPA_FT))].iloc[0]
+    pre_wall = pd.read_csv(root / "pretrain" / "t-pre-sdpa" / "metrics.csv")["wall_s"].max()
+    assert sdpa["pretrain_wall_s"] == pytest.approx(pre_wall) and sdpa["target_reached"].endswith("/2")
 
 
 def test_failed_run_is_listed_with_cause_and_excluded_from_rankings(report):
@@ -362,6 +366,6 @@ def test_reproduce_sh_retrains_and_recreates_results_csv(root, tmp_path):
     old = pd.read_csv(rep.out / "results.csv")
     new = pd.read_csv(tmp_path / "again" / "report" / "results.csv")
     measured = ["time_per_epoch_s", "time_per_step_s", "train_tokens_per_s", "infer_tokens_per_s", "peak_rss_MiB",
-                "max_gpu_mem_MiB"]
+                "max_gpu_mem_MiB", "time_to_target_s", "pretrain_wall_s", "time_to_target_total_s"]
     pd.testing.assert_frame_equal(old.drop(columns=measured), new.drop(columns=measured))
     assert (tmp_path / "again" / "finetune" / SDPA_FT[0] / "ckpt_best.pt").is_file()

@@ -16,6 +16,7 @@ from .families import versus_title
 from .fmt import DASH, mean_std, missing, number, points, std_text
 from .tables import memory_of
 from .thresholds import Thresholds
+from .time_to_target import group_target_of, target_legend
 from .wnf_explain import CRITERIA, explain_row
 
 INTERNAL = ["data_id", "arch_id"]  # grouping keys, not for readers
@@ -73,12 +74,15 @@ HEADLINE = [  # (heading, column or None, digits, best: max / min / None)
     ("mean ± std", "mean", 4, "max"), ("best seed", "best", 4, "max"), ("accuracy", "accuracy_mean", 4, "max"),
     ("AUROC", "AUROC_mean", 4, "max"), ("time/epoch [s]", "time_per_epoch_s", 2, "min"),
     ("train tokens/s", "train_tokens_per_s", 0, "max"), ("memory [MiB]", "memory_MiB", 1, "min"),
+    ("time to target [s]", "time_to_target_total_s", 1, "min"), ("reached", "target_reached", 0, None),
 ]
 
 
 def _best_values(part: pd.DataFrame) -> dict[str, float]:
     out = {}
     for _, col, _, how in HEADLINE:
+        if how is None:
+            continue
         vals = part[col].dropna() if col in part else pd.Series(dtype=float)
         if vals.nunique() > 1:  # a tie everywhere marks nothing
             out[col] = vals.max() if how == "max" else vals.min()
@@ -89,7 +93,7 @@ def _headline_row(r: pd.Series, part: pd.DataFrame, best: dict, metric: str) -> 
     cells = [_cell(esc(r["family"])), _cell(esc(config_label(r))), _cell(number(r["seq_len"])),
              _cell(str(r["n_seeds"]), "num")]
     for _, col, digits, _ in HEADLINE:
-        v = r[col]
+        v = r.get(col, float("nan"))
         text = mean_std(v, r[f"{metric}_std"], r["n_seeds"], digits) if col == "mean" else number(v, digits)
         hit = col in best and not missing(v) and v == best[col]
         cells.append(_cell(esc(text) + (" ★" if hit else ""), "num best" if hit else "num"))
@@ -111,19 +115,24 @@ def headline(part: pd.DataFrame, metric: str) -> str:
     return _table(header, rows, "headline")
 
 
-def headlines(results: pd.DataFrame, metric: str) -> list[str]:
-    """One headline table per comparison group, the matching baselines in each."""
+def _legend(part: pd.DataFrame, drop_pp: float) -> str:
+    return f'<p class="legend">{esc(target_legend(drop_pp, group_target_of(part)))}</p>'
+
+
+def headlines(results: pd.DataFrame, metric: str, drop_pp: float = 2.0) -> list[str]:
+    """One headline table per comparison group, the matching baselines in each, and the time-to-target
+    legend (``drop_pp``: the margin below TF-IDF+LR)."""
     usable = results[results["n_seeds"] > 0]
     neural = usable[usable["kind"] != "baseline"]
     out = []
     for i, (_, part) in enumerate(neural.groupby("compare_group", sort=False), 1):
         base = usable[(usable["kind"] == "baseline") & usable["data_id"].isin(part["data_id"])]
-        r = part.iloc[0]
+        r, table = part.iloc[0], pd.concat([part, base])
         out += [f"<h3>Comparison group {i}: device {esc(r['device'])} · batch {number(r['batch_size'])} · "
                 f"seq_len {number(r['seq_len'])} · tokenizer vocab {number(r['tokenizer_vocab_size'])}</h3>",
-                headline(pd.concat([part, base]), metric)]
+                headline(table, metric), _legend(table, drop_pp)]
     if neural.empty and not usable.empty:
-        out += ["<h3>Baselines only</h3>", headline(usable, metric)]
+        out += ["<h3>Baselines only</h3>", headline(usable, metric), _legend(usable, drop_pp)]
     return out or ["<p>No configuration has a finished run.</p>"]
 
 
@@ -212,7 +221,7 @@ def render_html(page: Page) -> str:
              *[f"<li>{esc(line)}</li>" for line in page.context], "</ul>",
              f"<h2>{esc(versus_title(page.results['family']) if 'family' in page.results else 'Comparison')}</h2>",
              "<p>Mean ± sample std over finished seeds (n.a. with one seed); ★ marks the best value in a column.</p>",
-             *headlines(page.results, m), "<h2>PASS_WNF per criterion</h2>",
+             *headlines(page.results, m, page.thresholds.quality.time_to_target_drop_pp), "<h2>PASS_WNF per criterion</h2>",
              *wnf_tables(page.results, page.thresholds, "macro_F1"), "<h2>Plots</h2>", '<div class="plots">',
              *[_figure(stem, path) for stem, path in page.plots.items()], "</div>",
              "<h2>Failed runs (excluded from every ranking)</h2>", frame_table(page.failed, "failed")]

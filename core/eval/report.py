@@ -24,6 +24,7 @@ from .results import failed_table, results_table, single_seed_std_as_na
 from .runs import load_runs
 from .tables import comparison_markdown, rank_by_cost, rank_by_metric
 from .thresholds import load_thresholds
+from .time_to_target import add_time_to_target
 from .wnf import add_pass_wnf
 
 @attrs.frozen
@@ -67,6 +68,7 @@ def build_report(source: str | Path, out: str | Path | None = None, metric: str 
                         f"run `effx finetune` or `effx baseline` first")
     _check_metric(runs, metric)
     results = add_pass_wnf(results_table(runs, split), th, families=families)
+    results = add_time_to_target(results, runs, th.quality.time_to_target_drop_pp)
     failed = failed_table(runs)
     files = _write_all(out, results, failed, runs, metric, split, source, th)
     return Report(out, results, failed, files)
@@ -78,7 +80,7 @@ def _write_all(out, results, failed, runs, metric, split, source, th) -> dict[st
     files = {"results.csv": write_csv(out / "results.csv", single_seed_std_as_na(public)),
              "failed_runs.csv": write_csv(out / "failed_runs.csv", failed)}
     files.update({f"{k}.csv": write_csv(out / f"{k}.csv", single_seed_std_as_na(v)) for k, v in ranks.items()})
-    md = comparison_markdown(results, failed, metric)
+    md = comparison_markdown(results, failed, metric, th.quality.time_to_target_drop_pp)
     files["comparison.md"] = write_text(out / "comparison.md", md)
     files["thresholds.yaml"] = write_text(out / "thresholds.yaml", dump_yaml(to_dict(th)))
     plots = write_plots(results, metric, out)

@@ -7,6 +7,7 @@ import pandas as pd
 
 from .families import versus_title
 from .fmt import mean_std, number, points
+from .time_to_target import group_target_of, target_legend
 
 RANK_COLUMNS = ["config_id", "family", "variant", "positional", "n_seeds", "time_per_epoch_s",
                 "train_tokens_per_s", "max_gpu_mem_MiB", "peak_rss_MiB", "PASS_WNF", "experiments"]
@@ -51,31 +52,36 @@ def group_header(part: pd.DataFrame) -> str:
 def comparison_rows(df: pd.DataFrame, metric: str) -> list[str]:
     col = f"{metric}_mean"
     lines = [f"| Family | Variant | Positional | {metric} mean ± std | {metric} best | accuracy | AUROC | "
-             "time/epoch [s] | tokens/s | memory [MiB] | Δ vs exact [pp] | Δ vs TF-IDF+LR [pp] | seeds | PASS_WNF |",
-             "|" + "---|" * 14]
+             "time/epoch [s] | tokens/s | memory [MiB] | time to target [s] | reached | Δ vs exact [pp] | "
+             "Δ vs TF-IDF+LR [pp] | seeds | PASS_WNF |",
+             "|" + "---|" * 16]
     for _, r in df.iterrows():  # in results.csv order: exact families, the others, the baseline
         mem = r["max_gpu_mem_MiB"] if not math.isnan(r["max_gpu_mem_MiB"]) else r["peak_rss_MiB"]
         lines.append(" | ".join([
             f"| {r['family']}", r["variant"], r["positional"] or "–",
             mean_std(r[col], r[f"{metric}_std"], r["n_seeds"]), number(r.get(f"{metric}_best", math.nan)),
             number(r["accuracy_mean"]), number(r["AUROC_mean"]), number(r["time_per_epoch_s"], 2),
-            number(r["train_tokens_per_s"], 0), number(mem, 1),
+            number(r["train_tokens_per_s"], 0), number(mem, 1), number(r.get("time_to_target_total_s", math.nan), 1),
+            number(r.get("target_reached", math.nan)),
             points(r[col], _ref_value(df, r["ref_exact"], col)), points(r[col], _ref_value(df, r["ref_baseline"], col)),
             str(r["n_seeds"]), f"{r['PASS_WNF']} |"]))
     return lines
 
 
-def comparison_markdown(df: pd.DataFrame, failed: pd.DataFrame, metric: str) -> str:
-    """One table per comparison group (same data, seq_len, batch, tokenizer, device), baselines in each."""
+def comparison_markdown(df: pd.DataFrame, failed: pd.DataFrame, metric: str, drop_pp: float = 2.0) -> str:
+    """One table per comparison group (same data, seq_len, batch, tokenizer, device), baselines in each;
+    ``drop_pp`` is the time-to-target margin below TF-IDF+LR the legend states."""
     out = [f"# {versus_title(df['family'])}" if "family" in df else "# Comparison", ""]
     usable = _usable(df)
     neural = usable[usable["kind"] != "baseline"]
     for i, (group, part) in enumerate(neural.groupby("compare_group", sort=False), 1):
         base = usable[(usable["kind"] == "baseline") & usable["data_id"].isin(part["data_id"])]
+        table = pd.concat([part, base])
         out += [f"## Comparison group {i} ({group})", "", group_header(part), "",
-                *comparison_rows(pd.concat([part, base]), metric), ""]
+                *comparison_rows(table, metric), "", target_legend(drop_pp, group_target_of(table)) + ".", ""]
     if neural.empty and not usable.empty:
-        out += ["## Baselines only", "", *comparison_rows(usable, metric), ""]
+        out += ["## Baselines only", "", *comparison_rows(usable, metric), "",
+                target_legend(drop_pp, group_target_of(usable)) + ".", ""]
     out += ["## Failed runs (excluded from every ranking)", ""]
     if failed.empty:
         out.append("None.")
