@@ -3,7 +3,7 @@
     PYTHONPATH=/path/to/transformers-site python benchmarks/predict_hf_ab.py --data test.parquet --out docs/bench/predict-hf-ab.md
 
 Both models have the step bench's sizes (4 layers, d 256, 4 heads, d_ff 1024, vocab 8000, random
-weights: speed does not depend on them). The texts are tokenized once (WordPiece trained on them,
+weights: speed does not depend on them) and learned absolute positions, as BERT has. The texts are tokenized once (WordPiece trained on them,
 truncated to ``--max-length``) and cut into the length-sorted batches ``effx predict`` uses; effx
 runs them through :func:`effx.eval.inference.predict_proba` (real tokens only), HF through its
 forward with the padded batch and its attention mask, batch by batch alternating, in fp32 and in
@@ -35,14 +35,15 @@ def main() -> None:
 
     import effx
     from effx.bench.tokens import TokenSettings, real_ids
-    from effx.config import ModelConfig
+    from effx.config import ModelConfig, PositionalSpec
     from effx.data import PadCollator
     from effx.eval.inference import predict_proba
 
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
     ids, stats = real_ids(TokenSettings(data=args.data, max_length=args.max_length, texts=args.texts))
-    cfg = ModelConfig(vocab_size=stats["vocab"], d_model=256, n_layers=4, n_heads=4, d_ff=1024, max_seq_len=args.max_length)
+    cfg = ModelConfig(vocab_size=stats["vocab"], d_model=256, n_layers=4, n_heads=4, d_ff=1024, max_seq_len=args.max_length,
+                      positional=PositionalSpec("learned"))  # learned absolute positions, as BERT has
     mine = effx.build_model(cfg, {"type": "classification", "num_classes": 4}).eval()
     hf = BertForSequenceClassification(BertConfig(
         vocab_size=stats["vocab"], hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,

@@ -38,9 +38,12 @@ def _command_line() -> str:
               help="Output folder for results.csv, machine.json, summary.md and the PNG plots.")
 @click.option("--qk-std", default=1.0, show_default=True,
               help="Std of the layer inputs q, k ~ N(0, s^2) (v ~ N(0, 1)); sets how peaked attention is.")
+@click.option("--positional", default=None,
+              help="Positional encoding of the step suite's encoder (default: the one a config without "
+                   "model.positional gets). For a like-for-like HF BERT row, name a learned absolute encoding.")
 @click.option("--quick", is_flag=True, help="CI smoke run: N=128,256, one rep, small model.")
 def bench_cmd(seq_lens, types, mode, dtype, device, batch, heads, head_dim, reps, min_time_s, step_tokens, mem_cap_gib,
-              time_cap_s, threads, peers, out, qk_std, quick) -> None:
+              time_cap_s, threads, peers, out, qk_std, positional, quick) -> None:
     """Time, tokens/s, peak memory and fidelity of every attention type against N."""
     from effx.bench import BenchSettings, run_bench
     from effx.bench.settings import DEFAULT_SEQ_LENS, QUICK_SEQ_LENS, parse_int_list, resolve_device
@@ -54,7 +57,7 @@ def bench_cmd(seq_lens, types, mode, dtype, device, batch, heads, head_dim, reps
         reps=reps if reps is not None else (1 if quick else 3),
         min_time_s=min_time_s if min_time_s is not None else (0.0 if quick else 1.0),
         mem_cap_gib=mem_cap_gib, time_cap_s=time_cap_s,
-        peers=peers, threads=threads, warmup=0 if quick else 1, qk_std=qk_std, **{"step_tokens": step_tokens, **small},
+        peers=peers, threads=threads, warmup=0 if quick else 1, qk_std=qk_std, positional=positional, **{"step_tokens": step_tokens, **small},
     )
     paths = run_bench(settings, Path(out), command=_command_line(), quick=quick, echo=click.echo)
     for kind, path in paths.items():

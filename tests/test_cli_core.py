@@ -18,7 +18,7 @@ def test_help_of_every_command():
 
 def test_plugins_lists_everything_with_fields():
     out = CliRunner().invoke(cli, ["plugins"]).output
-    for needle in ("attention  sdpa", "impl: 'fused' | 'explicit' = 'fused'", "positional sin", "positional learned",
+    for needle in ("attention  sdpa", "impl: 'auto' | 'fused' | 'explicit' = 'auto'", "explicit_max_len: int = 512", "positional sin", "positional learned",
                    "positional relative", "positional rope", "head       classification",
                    "pooling: 'cls' | 'mean' | 'max' = 'cls'", "head       mlm", "metric     accuracy",
                    "metric     macro_F1", "metric     weighted_F1", "metric     AUROC", "effx-attention-sdpa 0.1.0"):

@@ -49,7 +49,8 @@ def test_init_writes_full_config_and_refuses_overwrite(env):
     result = invoke("init", "-exp", "a", *_sets(tiny_sets(data)))
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((root / "pretrain" / "a" / "config.yaml").read_text())
-    assert cfg["model"]["d_model"] == 32 and cfg["model"]["attention"] == {"type": "sdpa", "impl": "fused"}
+    assert cfg["model"]["d_model"] == 32 and cfg["model"]["attention"] == {"type": "sdpa", "impl": "auto",
+                                                                    "explicit_max_len": 512}
     assert cfg["train"]["optimizer"]["betas"] == [0.9, 0.999] and cfg["checkpoint"]["keep_last"] == 2
     one_line_error(invoke("init", "--exp", "a"), "already exists", "--force")
     assert invoke("init", "--exp", "a", "--force", "--set", "train.optimizer.lr=3e-4").exit_code == 0

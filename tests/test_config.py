@@ -14,7 +14,7 @@ def reg():
     ({"model": {"d_model": "four"}}, "model.d_model: expected int, got 'four'"),
     ({"model": {"n_layer": 3}}, "model: extra fields found (n_layer); did you mean 'n_layers'?"),
     ({"model": {"attention": {"type": "sdpa", "impl": "flash"}}},
-     "model.attention.impl: expected one of 'fused', 'explicit', got 'flash'"),
+     "model.attention.impl: expected one of 'auto', 'fused', 'explicit', got 'flash'"),
     ({"model": {"attention": {"type": "sdpa", "imp": "fused"}}},
      "model.attention: extra fields found (imp); did you mean 'impl'?"),
     ({"model": {"positional": {"type": "rope", "base": "big"}}}, "model.positional.base: expected float, got 'big'"),

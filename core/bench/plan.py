@@ -86,6 +86,7 @@ def base_spec(s: BenchSettings) -> dict:
         "min_time_s": s.min_time_s,
         "warmup": s.warmup, "time_cap_s": s.time_cap_s, "mem_cap_gib": s.mem_cap_gib, "threads": s.threads,
         "fidelity_rows": s.fidelity_rows, "qk_std": s.qk_std, "d_model": s.d_model, "n_layers": s.n_layers, "d_ff": s.d_ff,
+        "positional": s.positional,
     }
 
 

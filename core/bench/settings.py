@@ -40,6 +40,7 @@ class BenchSettings:
     d_ff: int = 1024
     fidelity_rows: int = 256  # query rows compared with exact attention
     qk_std: float = 1.0  # std of the layer suite's q and k entries (logits q.k/sqrt(Dh) have std qk_std^2)
+    positional: Optional[str] = None  # step suite's positional encoding; None = a config's default
 
     def step_batch(self, n: int) -> int:
         return max(1, self.step_tokens // n)

@@ -131,18 +131,21 @@ def peer_layer(spec: dict) -> LayerWorkload:
 class StepWorkload:
     """One training step of an encoder classifier built through :func:`effx.build_model`.
 
+    ``spec["positional"]`` names its positional encoding (absent or None: a config's default).
+
     ``micro_batches > 1`` splits the batch and accumulates gradients (same optimiser update,
     smaller activations); ``checkpointing`` recomputes each block in backward.
     """
 
     def __init__(self, spec: dict) -> None:
-        from effx.config import AttentionSpec, ModelConfig
+        from effx.config import AttentionSpec, ModelConfig, PositionalSpec
 
         self.spec = spec
+        positional = {"positional": PositionalSpec(spec["positional"])} if spec.get("positional") else {}
         cfg = ModelConfig(
             vocab_size=8000, d_model=spec["d_model"], n_layers=spec["n_layers"], n_heads=spec["heads"],
             d_ff=spec["d_ff"], max_seq_len=spec["n"], gradient_checkpointing=spec.get("checkpointing", False),
-            attention=AttentionSpec(spec["type"], dict(spec["config"])),
+            attention=AttentionSpec(spec["type"], dict(spec["config"])), **positional,
         )
         self.model = effx.build_model(cfg, {"type": "classification", "num_classes": 2}).to(spec["device"])
         self._optimizer_and_batch(spec)

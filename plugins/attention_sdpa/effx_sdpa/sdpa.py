@@ -6,6 +6,11 @@ Two code paths, chosen by ``impl``:
   softmax and dropout on the probabilities. Materialises the ``[B, H, N, N]`` score matrix.
 * ``fused`` - ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
   kernels where the backend has them).
+* ``auto`` (the default) - ``explicit`` on CPU for bf16/fp16 inputs of at most
+  ``explicit_max_len`` tokens whose score matrix is small (``EXPLICIT_MAX_SCORES`` values), ``fused``
+  otherwise. torch's fused CPU kernel is several times slower than two matmuls and a softmax for
+  short half-precision sequences, and faster for fp32 and long ones
+  (``python benchmarks/sdpa_path_ab.py``, docs/BENCHMARKS.md).
 
 Both give the zero vector for a query whose keys are all masked (see :func:`effx.fully_masked_rows`).
 """
@@ -22,9 +27,22 @@ import effx
 from effx import combine, fully_masked_rows
 
 
+# the auto path's memory bound for the explicit path: B*H*N*N score values (128 MiB in bf16)
+EXPLICIT_MAX_SCORES = 1 << 26
+
+
 @attrs.frozen
 class SDPAConfig:
-    impl: Literal["fused", "explicit"] = "fused"
+    impl: Literal["auto", "fused", "explicit"] = "auto"
+    explicit_max_len: int = 512  # auto: longest sequence given to the explicit path
+
+
+def auto_path(q: torch.Tensor, max_len: int) -> str:
+    """The path ``impl: auto`` takes for ``q [B, H, N, Dh]``: ``explicit`` or ``fused``."""
+    b, h, n, _ = q.shape
+    half = q.dtype in (torch.bfloat16, torch.float16)
+    small = n <= max_len and b * h * n * n <= EXPLICIT_MAX_SCORES
+    return "explicit" if q.device.type == "cpu" and half and small else "fused"
 
 
 def _mask_and_dead(kpm, attn_mask, b, h, n):
@@ -77,7 +95,8 @@ class SDPAttention(effx.Attention):
         mask, dead = _mask_and_dead(key_padding_mask, attn_mask, b, h, n)
         bias = rel_bias.dense().to(q.dtype) if rel_bias is not None else None  # (H, N, N)
         p = self.ctx.dropout if self.training else 0.0
-        if self.config.impl == "explicit":
+        impl = auto_path(q, self.config.explicit_max_len) if self.config.impl == "auto" else self.config.impl
+        if impl == "explicit":
             out = explicit_attention(q, k, v, mask, bias, p, self.training)
         else:
             if bias is not None and mask is not None:

@@ -91,3 +91,25 @@ def test_integer_masks_mean_what_bool_masks_mean(impl):
     ref = att(q, k, v, key_padding_mask=kpm, attn_mask=mask)
     out = att(q, k, v, key_padding_mask=kpm.long(), attn_mask=mask.to(torch.int32))
     assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("dtype,n,batch,path", [
+    (torch.bfloat16, 128, 32, "explicit"), (torch.bfloat16, 512, 8, "explicit"), (torch.float16, 64, 2, "explicit"),
+    (torch.float32, 128, 32, "fused"), (torch.bfloat16, 513, 1, "fused"),
+    (torch.bfloat16, 512, 65, "fused"),  # 65 x 4 x 512^2 scores exceed the explicit path's memory bound
+])
+def test_auto_path_choice(dtype, n, batch, path):
+    from effx_sdpa.sdpa import auto_path
+
+    assert auto_path(torch.empty(batch, 4, n, 8, dtype=dtype), max_len=512) == path
+
+
+@pytest.mark.parametrize("dtype,same_as", [(torch.bfloat16, "explicit"), (torch.float32, "fused")])
+def test_auto_runs_the_path_it_chooses(dtype, same_as):
+    """``auto`` gives bit-for-bit the output of the path it picks (half precision: explicit, fp32: fused)."""
+    q, k, v = (x.detach().to(dtype) for x in inputs(4))
+    kpm, _ = mask_kinds()["padding"]
+    out = att("auto")(q, k, v, key_padding_mask=kpm)
+    assert torch.equal(out, att(same_as)(q, k, v, key_padding_mask=kpm))
+    other = "fused" if same_as == "explicit" else "explicit"
+    assert not torch.equal(out, att(other)(q, k, v, key_padding_mask=kpm))
