@@ -30,10 +30,15 @@ def spec(n: int, batch: int, dtype: str, source: str) -> dict:
             "head_dim": 64, "type": "sdpa", "config": {"impl": "fused"}, "source": source, "label": source}
 
 
-def cell(n: int, batch: int, dtype: str, reps: int) -> dict:
+def workloads(n: int, batch: int, dtype: str) -> dict:
+    """``{"effx": ..., "hf": ...}``: the two step workloads of one cell."""
     from effx.bench.workloads import HFStepWorkload, StepWorkload
 
-    works = {"effx": StepWorkload(spec(n, batch, dtype, "effx")), "hf": HFStepWorkload(spec(n, batch, dtype, "peer"))}
+    return {"effx": StepWorkload(spec(n, batch, dtype, "effx")), "hf": HFStepWorkload(spec(n, batch, dtype, "peer"))}
+
+
+def cell(n: int, batch: int, dtype: str, reps: int) -> dict:
+    works = workloads(n, batch, dtype)
     for w in works.values():  # warm-up
         w.forward()
         w.train_step()

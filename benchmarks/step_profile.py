@@ -55,11 +55,9 @@ def profile_steps(step, steps: int) -> dict[str, float]:
 
 
 def cell(n: int, batch: int, dtype: str, steps: int) -> dict:
-    from hf_peer_ab import spec
+    from hf_peer_ab import workloads
 
-    from effx.bench.workloads import HFStepWorkload, StepWorkload
-
-    works = {"effx": StepWorkload(spec(n, batch, dtype, "effx")), "hf": HFStepWorkload(spec(n, batch, dtype, "peer"))}
+    works = workloads(n, batch, dtype)
     for w in works.values():  # warm-up
         w.train_step()
         w.train_step()

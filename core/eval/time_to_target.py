@@ -126,7 +126,6 @@ def add_time_to_target(df: pd.DataFrame, runs: list[Run], drop_pp: float) -> pd.
     return pd.concat([df, pd.DataFrame(rows, index=df.index, columns=list(TTT_COLUMNS))], axis=1)
 
 
-
 def target_legend(drop_pp: float, target: float = math.nan) -> str:
     """The one line that says what the time-to-target columns of a table mean."""
     value = f" = {target:.4f}" if math.isfinite(target) else ""

@@ -10,7 +10,7 @@ Two code paths, chosen by ``impl``:
   ``explicit_max_len`` tokens whose score matrix is small (``EXPLICIT_MAX_SCORES`` values), ``fused``
   otherwise. torch's fused CPU kernel is several times slower than two matmuls and a softmax for
   short half-precision sequences, and faster for fp32 and long ones
-  (``python benchmarks/sdpa_path_ab.py``, docs/BENCHMARKS.md).
+  (``python benchmarks/sdpa_path_ab.py``, docs/bench/cpu-sdpa-path.md).
 
 Both give the zero vector for a query whose keys are all masked (see :func:`effx.fully_masked_rows`).
 """
