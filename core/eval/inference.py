@@ -3,7 +3,8 @@
 Sequences are processed in length-sorted batches (less padding, the same results) and returned in
 input order; the encoder computes on the real tokens only. Callers pick the autocast dtype with
 :func:`effx.train.precision.inference_dtype` (bf16 for a bf16-trained model on bf16 hardware).
-Throughput counts texts and real (non-padding) tokens over the forward-pass wall time.
+After each CPU batch the allocator's free heap is handed back to the OS (:mod:`effx.memtrim`), so the
+resident set stays bounded over any number of batches. Throughput counts texts and real (non-padding) tokens over the forward-pass wall time.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data import PadCollator
+from ..memtrim import release_free_memory
 
 
 @attrs.frozen
@@ -65,4 +67,6 @@ def predict_proba(model: torch.nn.Module, ids: Sequence[Sequence[int]], num_clas
         seconds += time.perf_counter() - t0
         tokens += int(mask.sum())
         out[rows] = probs
+        if device.type == "cpu":
+            release_free_memory()  # batch shapes vary: without it the resident set grows with every batch
     return Probabilities(out, tokens, seconds, dtype_name(dtype))

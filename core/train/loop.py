@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..data import LengthBucketSampler
 from ..errors import ConfigError, EffxError
+from ..memtrim import HeapTrimmer, release_free_memory
 from ..sysinfo import peak_memory, versions
 from . import checkpoint as ckpt
 from .optim import build_optimizer, build_scheduler
@@ -130,6 +131,7 @@ class Trainer:
         self.opt = build_optimizer(model, self.tc.optimizer)
         self.sched = build_scheduler(self.opt, self.tc.scheduler, self.total_steps)
         self.progress = None
+        self.heap = HeapTrimmer() if self.device.type == "cpu" else None  # varying shapes fragment the heap
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -298,6 +300,8 @@ class Trainer:
                 s, c = self.task.loss(logits, batch)
                 loss_sum, count = loss_sum + float(s), count + int(c)
                 parts.append(self.task.eval_batch(logits, batch))
+                if self.heap is not None:
+                    release_free_memory()  # varying batch shapes: keep the resident set bounded
             result = self.task.finish_eval(parts, loss_sum, count, self.registry)
             self.model.train()
         return self.dist.broadcast(result)
@@ -323,6 +327,8 @@ class Trainer:
         for s in range(first, self.steps_per_epoch):
             t0 = time.perf_counter()
             loss, norm, tokens = self.train_step([next(it) for _ in range(accum)])
+            if self.heap is not None:
+                self.heap()  # inside the timed step: its cost is part of the step's cost
             self.pos = Position(epoch, (s + 1) * accum, self.pos.step + 1)
             self._account(loss, tokens, time.perf_counter() - t0)
             self._estimate(time.perf_counter() - t0)
