@@ -49,16 +49,24 @@ def group_header(part: pd.DataFrame) -> str:
             f"· tokenizer vocab: {number(first['tokenizer_vocab_size'])}")
 
 
+def model_size(r) -> str:
+    """``layers x d_model`` of a neural configuration, ``–`` for a baseline."""
+    if r["kind"] == "baseline" or pd.isna(r["d_model"]) or pd.isna(r["n_layers"]):
+        return "–"
+    return f"{int(r['n_layers'])} x {int(r['d_model'])}"
+
+
 def comparison_rows(df: pd.DataFrame, metric: str) -> list[str]:
     col = f"{metric}_mean"
-    lines = [f"| Family | Variant | Positional | {metric} mean ± std | {metric} best | accuracy | AUROC | "
+    lines = [f"| Family | Variant | Positional | model | params [M] | {metric} mean ± std | {metric} best | accuracy | AUROC | "
              "time/epoch [s] | tokens/s | memory [MiB] | time to target [s] | reached | Δ vs exact [pp] | "
              "Δ vs TF-IDF+LR [pp] | seeds | PASS_WNF |",
-             "|" + "---|" * 16]
+             "|" + "---|" * 18]
     for _, r in df.iterrows():  # in results.csv order: exact families, the others, the baseline
         mem = r["max_gpu_mem_MiB"] if not math.isnan(r["max_gpu_mem_MiB"]) else r["peak_rss_MiB"]
         lines.append(" | ".join([
-            f"| {r['family']}", r["variant"], r["positional"] or "–",
+            f"| {r['family']}", r["variant"], r["positional"] or "–", model_size(r),
+            number(r["num_parameters"] / 1e6, 2) if pd.notna(r["num_parameters"]) else "–",
             mean_std(r[col], r[f"{metric}_std"], r["n_seeds"]), number(r.get(f"{metric}_best", math.nan)),
             number(r["accuracy_mean"]), number(r["AUROC_mean"]), number(r["time_per_epoch_s"], 2),
             number(r["train_tokens_per_s"], 0), number(mem, 1), number(r.get("time_to_target_total_s", math.nan), 1),
