@@ -172,3 +172,18 @@ def test_quality_and_time_vs_seq_len_plot_only_when_runs_span_lengths(tmp_path):
     make_run(single, "lsh-a", att="reformer_lsh", f1=0.79, max_length=64)
     rep1 = build_report(single, tmp_path / "rep1")
     assert not (rep1.out / "quality_vs_seq_len.png").exists()
+
+
+def test_a_baseline_fitted_once_per_neural_length_is_one_configuration_of_one_seed(tmp_path):
+    r = tmp_path / "runs"
+    for n, f1 in ((64, 0.80), (128, 0.84)):
+        make_run(r, f"sdpa-{n}", f1=f1, max_length=n)
+        make_run(r, f"tfidf-{n}", kind="baseline", f1=0.85, max_length=n)  # TF-IDF reads whole texts
+    make_run(r, "tfidf-s1", kind="baseline", seed=1, f1=0.87, max_length=64)
+    df = build_report(r, tmp_path / "rep").results
+    base = df[df["kind"] == "baseline"]
+    assert len(base) == 1 and base.iloc[0]["n_seeds"] == 2 and base.iloc[0]["seeds"] == "0 1"
+    assert base.iloc[0]["experiments"] == "tfidf-128 tfidf-s1"  # of the two seed-0 fits the first by name
+    assert base.iloc[0]["macro_F1_mean"] == pytest.approx(0.86)  # (0.85 + 0.87) / 2, the repeat not counted
+    md = (tmp_path / "rep" / "comparison.md").read_text()
+    assert md.count("| TF-IDF+LR | tfidf_logreg |") == 2  # one row in each length's group, not two

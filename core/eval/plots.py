@@ -14,6 +14,7 @@ from .families import BASELINE_FAMILY  # noqa: E402
 
 BASELINE_COLOR = "tab:gray"
 PALETTE = [c for c in matplotlib.colors.TABLEAU_COLORS if c != BASELINE_COLOR]
+DASHES = ["-", "--", ":", "-."]
 PLOTS = {  # file stem -> (x column, x label)
     "quality_vs_time_per_epoch": ("time_per_epoch_s", "time per epoch [s]"),
     "quality_vs_memory": ("memory_MiB", "peak memory [MiB] (max_gpu_mem_MiB on GPU, peak_rss_MiB on CPU)"),
@@ -86,12 +87,16 @@ def length_plot(df: pd.DataFrame, metric: str, path: Path) -> Path:
     """Quality and time per epoch against sequence length, one line per attention/positional pair."""
     fig, (q, t) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     neural = df[df["seq_len"].notna()]
-    colors = family_colors(df["family"])
+    colors, seen = family_colors(df["family"]), {}
     for (fam, variant, pos), part in neural.groupby(["family", "variant", "positional"], sort=False):
         part = part.sort_values("seq_len")
-        style = dict(marker="o", color=colors[fam], label=f"{variant}/{pos}" if pos else variant)
+        k = seen[fam] = seen.get(fam, -1) + 1  # the variants of one family: one colour, own marker and dash
+        style = dict(marker=MARKERS[k % len(MARKERS)], ls=DASHES[k % len(DASHES)], color=colors[fam],
+                     label=f"{variant}/{pos}" if pos else variant)
         q.plot(part["seq_len"].astype(float), part[f"{metric}_mean"], **style)
         t.plot(part["seq_len"].astype(float), part["time_per_epoch_s"], **style)
+    for _, r in df[df["family"] == BASELINE_FAMILY].iterrows():  # it reads whole texts: one level at every length
+        q.axhline(r[f"{metric}_mean"], color=BASELINE_COLOR, ls="--", label=f"{r['variant']} (whole text)")
     for ax, ylabel in ((q, f"{metric} (mean over seeds)"), (t, "time per epoch [s]")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("sequence length [tokens]")

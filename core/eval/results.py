@@ -42,7 +42,10 @@ def _kept(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_id(run: Run) -> str:
-    return _digest([("kind", run.kind), *_kept(run.config).items()])
+    kept = _kept(run.config)
+    if run.kind == "baseline":  # TF-IDF+LR reads whole texts: the neural runs' max_length is not its setting
+        kept = {k: v for k, v in kept.items() if k not in DATA_IGNORED}
+    return _digest([("kind", run.kind), *kept.items()])
 
 
 def arch_id(run: Run) -> str:
@@ -146,6 +149,17 @@ def configuration_row(runs: list[Run], split: str, metric_names: Iterable[str]) 
     return row
 
 
+def _one_per_seed(runs: list[Run]) -> list[Run]:
+    """Baselines fitted twice on the same split (one per neural max_length of a sweep) are one fit:
+    of the usable ones keep the first by name per seed, so repeats are not counted as seeds."""
+    if not runs or runs[0].kind != "baseline":
+        return runs
+    kept: dict[Any, Run] = {}
+    for run in sorted((r for r in runs if r.ok), key=lambda r: r.name):
+        kept.setdefault(run.seed, run)
+    return [r for r in runs if not r.ok or kept.get(r.seed) is r]
+
+
 def metric_names(runs: list[Run]) -> list[str]:
     """The registered metrics (registration order), then any other metric the runs recorded."""
     from ..metrics import metric_names as registered
@@ -159,7 +173,7 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(config_id(run), []).append(run)
-    return groups
+    return {cid: _one_per_seed(rs) for cid, rs in groups.items()}
 
 
 def results_table(runs: list[Run], split: str) -> pd.DataFrame:
