@@ -6,6 +6,7 @@ from __future__ import annotations
 from .collate import EncodedDataset, PadCollator, pad_ids
 from .loading import Splits, file_format, load_splits, offline_reason, read_file
 from .mlm import IGNORE_INDEX, MLMCollator, mask_tokens
+from .eval_batches import eval_batches
 from .sampler import LengthBucketSampler
 from .tokenizer import (
     NUM_SPECIAL,
@@ -28,4 +29,5 @@ __all__ = [
     "tokenizer_to_str", "tokenizer_from_str", "encode", "encode_with_stats", "count_truncated", "unk_rate",
     "EncodedDataset", "PadCollator", "pad_ids", "MLMCollator", "mask_tokens", "IGNORE_INDEX",
     "LengthBucketSampler",
+    "eval_batches",
 ]

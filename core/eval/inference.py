@@ -1,6 +1,7 @@
 """Batched inference of a finetuned classifier: class probabilities for token-id sequences.
 
-Sequences are processed in length-sorted batches (less padding, the same results) and returned in
+Sequences are processed in length-sorted batches of at most ``batch_size`` texts and a token budget
+(:func:`effx.data.eval_batches`: less padding, bounded memory, the same results) and returned in
 input order; the encoder computes on the real tokens only. Callers pick the autocast dtype with
 :func:`effx.train.precision.inference_dtype` (bf16 for a bf16-trained model on bf16 hardware).
 After each CPU batch the allocator's free heap is handed back to the OS (:mod:`effx.memtrim`), so the
@@ -15,7 +16,7 @@ import attrs
 import numpy as np
 import torch
 
-from ..data import PadCollator
+from ..data import PadCollator, eval_batches
 from ..memtrim import release_free_memory
 
 
@@ -50,11 +51,9 @@ def predict_proba(model: torch.nn.Module, ids: Sequence[Sequence[int]], num_clas
     check_fp16(dtype_name(dtype), device.type, key="inference dtype")
     model.eval().to(device)
     collate = PadCollator()
-    order = np.argsort([len(s) for s in ids], kind="stable")
     out = np.zeros((len(ids), num_classes), dtype=np.float64)
     tokens, seconds = 0, 0.0
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+    for rows in eval_batches([len(s) for s in ids], batch_size):
         batch = collate([{"input_ids": ids[i], "label": -1, "idx": int(i)} for i in rows])
         input_ids = batch["input_ids"].to(device)  # (B, N)
         mask = batch["attention_mask"].to(device)  # (B, N)

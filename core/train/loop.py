@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..data import LengthBucketSampler
+from ..data import LengthBucketSampler, eval_batches
 from ..errors import ConfigError, EffxError
 from ..memtrim import HeapTrimmer, release_free_memory
 from ..sysinfo import peak_memory, versions
@@ -216,9 +216,7 @@ class Trainer:
 
     def val_loader(self) -> DataLoader:
         ds = self.val_ds
-        order = np.argsort(ds.lengths, kind="stable")  # length-sorted: little padding, same metrics
-        size = self.tc.eval_batch_size
-        batches = [order[i:i + size].tolist() for i in range(0, len(order), size)]
+        batches = eval_batches(ds.lengths, self.tc.eval_batch_size)  # length-sorted, token-bounded: same metrics
         return self._loader(ds, batches, self.task.eval_collator, 0)
 
     def _to_device(self, batch: dict) -> dict:
