@@ -6,7 +6,8 @@
 Each cell is a fresh process that loads the finetuned experiment, encodes the first N texts of the
 parquet file at the run's ``data.max_length`` and runs ``effx.eval.inference.predict_proba`` at the run's
 eval batch size and inference dtype; it reports the growth of the resident high-water mark over the
-call. ``off`` replaces :func:`effx.memtrim.release_free_memory` by a no-op (the behaviour before it).
+call. ``off`` replaces the :class:`effx.memtrim.HeapTrimmer` of the inference loop by a no-op (the behaviour
+before it).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def child(exp: str, data: str, n: int, trim: bool) -> dict:
     from effx.train.precision import inference_dtype
 
     if not trim:
-        inference.release_free_memory = lambda: False
+        inference.HeapTrimmer = lambda **_: (lambda: False)
     path = Path(exp)
     inf = load_for_inference(path, ckpt="best", owner=f"finetune/{path.name}")
     texts = list(pd.read_parquet(data)["text"])[:n]

@@ -11,6 +11,8 @@ import effx
 from effx.bench.report import COLUMNS
 from effx_cli.main import cli
 
+pytestmark = pytest.mark.slow  # `effx bench --quick` end to end: every attention type in fresh processes
+
 
 def invoke(*args: str):
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)

@@ -31,6 +31,7 @@ def test_plugins_json():
     assert sdpa["dist"] == "effx-attention-sdpa" and sdpa["fields"][0]["name"] == "impl"
 
 
+@pytest.mark.slow
 def test_load_only_listed_plugins_through_the_cli():
     import os
 
@@ -47,6 +48,7 @@ def test_load_only_listed_plugins_through_the_cli():
      "Error: input length 40 exceeds model.max_seq_len=32; truncate the input (data.max_length) or raise "
      "model.max_seq_len in the config"),
 ])
+@pytest.mark.slow
 def test_user_mistakes_through_the_cli(tmp_path, yaml_text, expected):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml_text)

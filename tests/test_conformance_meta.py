@@ -325,6 +325,7 @@ HEALTHY = [Exact, Blocks, Favor, FavorUnbiased]
 
 
 @pytest.mark.parametrize("cls,prop", MUTANTS, ids=lambda x: getattr(x, "name", x))
+@pytest.mark.slow
 def test_suite_catches_the_mutant(cls, prop):
     assert_caught(cls, prop)
 

@@ -33,6 +33,7 @@ def masks(kind):
 @pytest.mark.parametrize("mask_kind", MASKS)
 @pytest.mark.parametrize("pos_cls", positional_types())
 @pytest.mark.parametrize("att_cls,att_cfg", attention_variants())
+@pytest.mark.slow
 def test_matrix(att_cls, att_cfg, pos_cls, mask_kind):
     if pos_cls.mode not in att_cls.capabilities.positional:
         with pytest.raises(effx.CapabilityError):

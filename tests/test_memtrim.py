@@ -37,15 +37,15 @@ def tiny_classifier() -> torch.nn.Module:
     return effx.build_model(cfg, {"type": "classification", "num_classes": 3})
 
 
-def test_predict_releases_after_every_cpu_batch_and_keeps_the_results(monkeypatch):
+def test_predict_checks_the_heap_after_every_cpu_batch_and_keeps_the_results(monkeypatch):
     model = tiny_classifier()
     rng = np.random.default_rng(0)
     ids = [list(rng.integers(5, 300, size=int(n))) for n in rng.integers(3, 60, size=37)]
     plain = inference.predict_proba(model, ids, 3, batch_size=8, device="cpu")
-    calls = []
-    monkeypatch.setattr(inference, "release_free_memory", lambda: calls.append(1) or True)
+    calls, made = [], []
+    monkeypatch.setattr(inference, "HeapTrimmer", lambda slack_mib: made.append(slack_mib) or (lambda: calls.append(1)))
     again = inference.predict_proba(model, ids, 3, batch_size=8, device="cpu")
-    assert len(calls) == 5  # ceil(37 / 8) batches
+    assert made == [256] and len(calls) == 5  # one trimmer per call, checked after each of ceil(37 / 8) batches
     np.testing.assert_allclose(again.probs, plain.probs, rtol=0, atol=0)
     assert again.probs.shape == (37, 3) and np.allclose(again.probs.sum(1), 1.0)
 

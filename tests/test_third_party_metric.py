@@ -102,6 +102,7 @@ def offline_run_file(exp: Path) -> bytes:
     return files[-1].read_bytes()
 
 
+@pytest.mark.slow
 def test_third_party_metric_reaches_training_logs_wandb_eval_and_report(env, monkeypatch):
     root, data = env
     logged = record_wandb(monkeypatch)

@@ -66,6 +66,7 @@ def test_unpadded_equals_padded_for_every_attention_and_positional(att_cls, att_
 
 
 @pytest.mark.parametrize("att_cls,att_cfg", attention_variants())
+@pytest.mark.slow
 def test_trailing_padding_columns_are_dropped(att_cls, att_cfg):
     """Static padding to 128 (64 columns of padding in every row): the unpadded path attends over the
     64 used columns only. Exact attention is unchanged to fp32 rounding; approximate attentions

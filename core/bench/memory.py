@@ -46,4 +46,6 @@ class PeakMeter:
         if self.device == "cuda":
             torch.cuda.synchronize()
             return torch.cuda.max_memory_allocated() / MIB - self.baseline
-        return (hwm_mib() or 0.0) - self.baseline
+        # the kernel's RSS counters are cached per thread (off by up to 64 pages each), so a phase that
+        # allocates nothing can read a few hundred KiB under its baseline: no extra memory, not negative
+        return max(0.0, (hwm_mib() or 0.0) - self.baseline)

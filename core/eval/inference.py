@@ -4,8 +4,8 @@ Sequences are processed in length-sorted batches of at most ``batch_size`` texts
 (:func:`effx.data.eval_batches`: less padding, bounded memory, the same results) and returned in
 input order; the encoder computes on the real tokens only. Callers pick the autocast dtype with
 :func:`effx.train.precision.inference_dtype` (bf16 for a bf16-trained model on bf16 hardware).
-After each CPU batch the allocator's free heap is handed back to the OS (:mod:`effx.memtrim`), so the
-resident set stays bounded over any number of batches. Throughput counts texts and real (non-padding) tokens over the forward-pass wall time.
+On CPU the allocator's free heap is handed back to the OS whenever the resident set has grown by
+256 MiB (:mod:`effx.memtrim`), so it stays bounded over any number of batches. Throughput counts texts and real (non-padding) tokens over the forward-pass wall time.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..data import PadCollator, eval_batches
-from ..memtrim import release_free_memory
+from ..memtrim import HeapTrimmer
 
 
 @attrs.frozen
@@ -53,6 +53,7 @@ def predict_proba(model: torch.nn.Module, ids: Sequence[Sequence[int]], num_clas
     collate = PadCollator()
     out = np.zeros((len(ids), num_classes), dtype=np.float64)
     tokens, seconds = 0, 0.0
+    heap = HeapTrimmer(slack_mib=256) if device.type == "cpu" else None
     for rows in eval_batches([len(s) for s in ids], batch_size):
         batch = collate([{"input_ids": ids[i], "label": -1, "idx": int(i)} for i in rows])
         input_ids = batch["input_ids"].to(device)  # (B, N)
@@ -66,6 +67,6 @@ def predict_proba(model: torch.nn.Module, ids: Sequence[Sequence[int]], num_clas
         seconds += time.perf_counter() - t0
         tokens += int(mask.sum())
         out[rows] = probs
-        if device.type == "cpu":
-            release_free_memory()  # batch shapes vary: without it the resident set grows with every batch
+        if heap is not None:
+            heap()  # batch shapes vary: without it the resident set grows with every batch
     return Probabilities(out, tokens, seconds, dtype_name(dtype))

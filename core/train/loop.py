@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..data import LengthBucketSampler, eval_batches
 from ..errors import ConfigError, EffxError
-from ..memtrim import HeapTrimmer, release_free_memory
+from ..memtrim import HeapTrimmer
 from ..sysinfo import peak_memory, versions
 from . import checkpoint as ckpt
 from .optim import build_optimizer, build_scheduler
@@ -299,7 +299,7 @@ class Trainer:
                 loss_sum, count = loss_sum + float(s), count + int(c)
                 parts.append(self.task.eval_batch(logits, batch))
                 if self.heap is not None:
-                    release_free_memory()  # varying batch shapes: keep the resident set bounded
+                    self.heap()  # varying batch shapes: keep the resident set bounded
             result = self.task.finish_eval(parts, loss_sum, count, self.registry)
             self.model.train()
         return self.dist.broadcast(result)
