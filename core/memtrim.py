@@ -3,9 +3,9 @@
 Batches of varying shape (length-sorted inference, the packed real tokens of every batch) leave
 glibc's allocator holding freed blocks of every size it has served, so a long CPU evaluation grows
 its resident set with the number of batches although each batch needs the same bounded memory -
-enough to be killed by the kernel on a 25k-review test set. Trimming after each batch returns those
-blocks; during training :class:`HeapTrimmer` does it whenever the resident set has grown by a
-margin. Where the C library has no ``malloc_trim`` (macOS, Windows, musl) this does nothing.
+enough to be killed by the kernel on a 25k-review test set. :class:`HeapTrimmer`, checked after each
+training step or inference batch, returns those blocks whenever the resident set has grown by a
+margin (trimming after every batch costs more time than it saves memory). Where the C library has no ``malloc_trim`` (macOS, Windows, musl) this does nothing.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def release_free_memory() -> bool:
 
 
 class HeapTrimmer:
-    """Call after each training step: trims once the resident set has grown by ``slack_mib`` since the
-    last trim, so the cost (pages the next step faults in again) is paid only when memory piles up."""
+    """Call after each step or batch: trims once the resident set has grown by ``slack_mib`` since the
+    last trim, so the cost (pages the next batch faults in again) is paid only when memory piles up."""
 
     def __init__(self, slack_mib: float = 512.0) -> None:
         self.slack_mib = slack_mib

@@ -5,7 +5,8 @@ Sequences are processed in length-sorted batches of at most ``batch_size`` texts
 input order; the encoder computes on the real tokens only. Callers pick the autocast dtype with
 :func:`effx.train.precision.inference_dtype` (bf16 for a bf16-trained model on bf16 hardware).
 On CPU the allocator's free heap is handed back to the OS whenever the resident set has grown by
-256 MiB (:mod:`effx.memtrim`), so it stays bounded over any number of batches. Throughput counts texts and real (non-padding) tokens over the forward-pass wall time.
+256 MiB (:mod:`effx.memtrim`), so it stays bounded over any number of batches. Throughput counts
+texts and real (non-padding) tokens over the forward-pass wall time.
 """
 from __future__ import annotations
 
